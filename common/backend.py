@@ -1,0 +1,90 @@
+"""The few backend-specific switches (seed, determinism, precision, device), in one place.
+
+TensorFlow is imported only when it is the active Keras backend; JAX and PyTorch users never need it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import keras
+
+
+def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str, str]:
+    """Apply the run's seed and numeric settings; return them (and the environment) as MLflow tags."""
+    backend = keras.backend.backend()
+    keras.utils.set_random_seed(seed)
+    determinism = "off"
+    if deterministic:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+            determinism = "tf.enable_op_determinism"
+        elif backend == "jax":
+            determinism = "jax (deterministic on CPU; XLA_FLAGS for GPU)"
+        elif backend == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            determinism = "torch.use_deterministic_algorithms"
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision and device() != "cpu"
+                                            else "mixed_bfloat16" if mixed_precision else "float32")
+    return {
+        "backend": backend,
+        "device": device(),
+        "seed": str(seed),
+        "determinism": determinism,
+        "precision_policy": keras.mixed_precision.global_policy().name,
+        "version.python": platform.python_version(),
+        "version.keras": keras.__version__,
+        f"version.{backend}": backend_version(backend),
+        "git_commit": git_commit(),
+        "host": platform.node(),
+    }
+
+
+def device() -> str:
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return f"gpu x{len(gpus)}" if gpus else "cpu"
+        if backend == "jax":
+            import jax
+
+            devices = jax.devices()
+            return devices[0].platform if len(devices) == 1 else f"{devices[0].platform} x{len(devices)}"
+        if backend == "torch":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - device probing must never stop a run
+        pass
+    return "cpu"
+
+
+def backend_version(backend: str) -> str:
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend, backend)
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def quiet() -> None:
+    """Silence TensorFlow's C++ start-up chatter; set before TensorFlow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

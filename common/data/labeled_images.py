@@ -1,0 +1,176 @@
+"""Labelled image datasets as uint8 arrays: Fashion-MNIST and friends, TFDS names, class folders.
+
+Source strings (the `data.source` config value):
+  fashion_mnist            Debian's dataset-fashion-mnist files, else the Keras download
+  mnist | cifar10 | cifar100 | fashion_mnist via keras:<name>   Keras downloads (internet)
+  tfds:<name>              TensorFlow Datasets (internet, or a prepared data_dir)
+  folder:<path>            <path>/<class>/*.png, or <path>/{train,test}/<class>/*.png
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.data.cache import array_digest, cached_arrays
+from common.data.idx import read_idx
+from common.data.images import load_class_folders
+from common.data.sources import Source, first_available
+from common.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+KERAS_DATASETS = {
+    "fashion_mnist": FASHION_MNIST_CLASSES,
+    "mnist": [str(i) for i in range(10)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "cifar100": [str(i) for i in range(100)],
+}
+NAMED = ("fashion_mnist", "mnist", "cifar10", "cifar100")
+
+
+@dataclass
+class LabeledImages:
+    train_x: np.ndarray      # N x H x W x C uint8
+    train_y: np.ndarray      # N int
+    test_x: np.ndarray
+    test_y: np.ndarray
+    class_names: list[str]
+    source: str              # which source was used, e.g. "debian:/usr/share/datasets/fashion-mnist"
+    name: str
+
+    @property
+    def digest(self) -> str:
+        return array_digest(self.train_x, self.train_y, self.test_x, self.test_y)
+
+
+def load(source: str, image_size: tuple[int, int] | None = None, channels: int | None = None,
+         cache_dir: str | None = None, tfds_data_dir: str | None = None, download: bool = True) -> LabeledImages:
+    kind, _, arg = source.partition(":")
+    if source in NAMED:
+        candidates = ([_debian_fashion_mnist()] if source == "fashion_mnist" else []) + [_keras(source)]
+        name = source
+    elif kind == "keras" and arg in KERAS_DATASETS:
+        candidates, name = [_keras(arg)], arg
+    elif kind == "tfds" and arg:
+        candidates, name = [_tfds(arg, tfds_data_dir, download)], arg
+    elif kind == "folder" and arg:
+        size = tuple(image_size) if image_size else (64, 64)
+        candidates, name = [_folder(Path(arg).expanduser(), size, channels or 3)], Path(arg).name
+    else:
+        raise DataError(f"unknown image data source {source!r}; use one of {', '.join(NAMED)}, "
+                        f"keras:<{'|'.join(KERAS_DATASETS)}>, tfds:<name>, folder:<path>")
+
+    def build() -> dict[str, np.ndarray]:
+        arrays, used = first_available(name, candidates)
+        arrays["source"] = np.array(used.name)
+        return arrays
+
+    cache_key = {"source": source, "size": image_size, "channels": channels, "v": 1}
+    if kind == "folder":  # a folder's content can change: key on its listing too
+        cache_key["listing"] = sorted((str(p), p.stat().st_mtime, p.stat().st_size)
+                                      for p in Path(arg).expanduser().rglob("*") if p.is_file())
+    arrays, _ = cached_arrays(f"images-{name}", cache_key, build, Path(cache_dir) if cache_dir else None)
+    class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else KERAS_DATASETS[name]
+    images = LabeledImages(arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"],
+                           arrays["test_y"].astype(np.int64), class_names, str(arrays["source"]), name)
+    return _conform(images, image_size, channels)
+
+
+def _conform(images: LabeledImages, image_size, channels) -> LabeledImages:
+    """Give every source the same NxHxWxC shape; resize/convert only when the config asks."""
+    for attr in ("train_x", "test_x"):
+        x = getattr(images, attr)
+        if x.ndim == 3:
+            x = x[..., None]
+        if channels == 3 and x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=-1)
+        elif channels == 1 and x.shape[-1] == 3:
+            x = np.round(x @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+        if image_size and tuple(x.shape[1:3]) != tuple(image_size):
+            x = _resize(x, tuple(image_size))
+        setattr(images, attr, np.ascontiguousarray(x.astype(np.uint8)))
+    return images
+
+
+def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    out = np.empty((len(x), *size, x.shape[-1]), dtype=np.uint8)
+    for i, image in enumerate(x):
+        pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+        resized = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+        out[i] = resized[..., None] if resized.ndim == 2 else resized
+    return out
+
+
+def _debian_fashion_mnist() -> Source:
+    def load_files() -> dict[str, np.ndarray]:
+        files = {key: DEBIAN_FASHION_MNIST / f"{stem}-idx{n}-ubyte.gz" for key, stem, n in (
+            ("train_x", "train-images", 3), ("train_y", "train-labels", 1),
+            ("test_x", "t10k-images", 3), ("test_y", "t10k-labels", 1))}
+        missing = [str(p) for p in files.values() if not p.exists()]
+        if missing:
+            raise DataError(f"missing {', '.join(missing)}")
+        return {key: read_idx(path) for key, path in files.items()}
+
+    return Source(f"debian:{DEBIAN_FASHION_MNIST}", load_files,
+                  hint="install it with: sudo apt-get install dataset-fashion-mnist")
+
+
+def _keras(name: str) -> Source:
+    def download() -> dict[str, np.ndarray]:
+        import keras
+
+        try:
+            (train_x, train_y), (test_x, test_y) = getattr(keras.datasets, name).load_data()
+        except Exception as exc:  # noqa: BLE001 - urllib/HTTP errors come in many types
+            raise DataError(f"download failed ({type(exc).__name__}: {str(exc)[:160]})") from None
+        return {"train_x": train_x, "train_y": np.ravel(train_y), "test_x": test_x, "test_y": np.ravel(test_y)}
+
+    return Source(f"keras:{name}", download, hint="needs the internet")
+
+
+def _tfds(name: str, data_dir: str | None, download: bool) -> Source:
+    def load_tfds() -> dict[str, np.ndarray]:
+        from common.data.tfds_source import load_tfds_supervised
+
+        arrays = load_tfds_supervised(name, data_dir=data_dir, download=download)
+        if "train_x" not in arrays or "test_x" not in arrays:
+            raise DataError(f"TFDS dataset {name!r} has no train/test splits (found {sorted(arrays)})")
+        return {k: arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+
+    return Source(f"tfds:{name}", load_tfds, hint="needs the internet or tfds_data_dir")
+
+
+def _folder(root: Path, size: tuple[int, int], channels: int) -> Source:
+    def read() -> dict[str, np.ndarray]:
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            train_x, train_y, names = load_class_folders(root / "train", size, channels)
+            test_x, test_y, _ = load_class_folders(root / "test", size, channels, class_names=names)
+        else:
+            x, y, names = load_class_folders(root, size, channels)
+            order = np.random.default_rng(0).permutation(len(x))
+            n_test = max(1, int(round(0.2 * len(x))))
+            test, train = order[:n_test], order[n_test:]
+            train_x, train_y, test_x, test_y = x[train], y[train], x[test], y[test]
+        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
+                "class_names": np.array(names)}
+
+    return Source(f"folder:{root}", read)
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): `fraction` of every class held out, seeded."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_held = int(round(fraction * len(members)))
+        if fraction > 0 and len(members) > 1:
+            n_held = max(1, n_held)
+        held.append(members[:n_held])
+        keep.append(members[n_held:])
+    return rng.permutation(np.concatenate(keep)), rng.permutation(np.concatenate(held))

@@ -1,0 +1,122 @@
+"""The seam every domain fills in; `common.runner` drives it the same way for every pipeline.
+
+A pipeline declares its config model and presets, loads train/validation/test splits, builds a compiled
+Functional model, maps a tuner's hyperparameters onto its config, evaluates, and answers `predict`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from common.config import RunConfig
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split; `x` may be an array or a dict of arrays (named inputs)."""
+
+    x: Any
+    y: Any
+
+    def __len__(self) -> int:
+        first = next(iter(self.x.values())) if isinstance(self.x, dict) else self.x
+        return len(first)
+
+    def head(self, n: int) -> "Split":
+        take = (lambda a: a[:n])
+        x = {k: take(v) for k, v in self.x.items()} if isinstance(self.x, dict) else take(self.x)
+        y = {k: take(v) for k, v in self.y.items()} if isinstance(self.y, dict) else (None if self.y is None else take(self.y))
+        return Split(x, y)
+
+
+@dataclass
+class DatasetInfo:
+    """What MLflow records as the run's dataset lineage, and what the model needs to know."""
+
+    name: str
+    source: str
+    digest: str
+    version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. class_names, vocabulary size
+
+
+@dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    info: DatasetInfo
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+@dataclass
+class Evaluation:
+    """Final test metrics plus the report artifacts (figures under plots/, text tables under tables/)."""
+
+    metrics: dict[str, float]
+    figures: dict[str, Any] = field(default_factory=dict)   # name -> matplotlib Figure
+    tables: dict[str, str] = field(default_factory=dict)    # file name -> CSV/HTML/text content
+    notes: list[str] = field(default_factory=list)          # lines for the report's summary
+
+
+@dataclass
+class FitData:
+    """What `fit()` receives; a PyDataset or arrays, plus optional class weights."""
+
+    x: Any
+    y: Any = None
+    validation_data: Any = None
+    class_weight: Mapping[int, float] | None = None
+    steps_per_epoch: int | None = None
+
+
+class Pipeline:
+    """Base class: subclasses set the class attributes and implement the four methods."""
+
+    name: ClassVar[str]                      # CLI name, e.g. "image-classification"
+    description: ClassVar[str]
+    config_cls: ClassVar[type[RunConfig]]
+    presets: ClassVar[dict[str, dict[str, Any]]]
+    default_dataset: ClassVar[str]
+    monitor: ClassVar[str] = "val_loss"      # early-stopping metric and default tuning objective
+    monitor_mode: ClassVar[str] = "min"
+
+    def load_data(self, config: RunConfig) -> Splits:
+        raise NotImplementedError
+
+    def build_model(self, config: RunConfig, splits: Splits):
+        """Return a compiled Functional keras.Model that takes raw inputs."""
+        raise NotImplementedError
+
+    def search_space(self, hp, config: RunConfig) -> RunConfig:
+        """Return `config` with the tuner's choices applied (hp is a keras_tuner HyperParameters)."""
+        raise NotImplementedError(f"{self.name} has no hyperparameter search space yet")
+
+    def evaluate(self, model, splits: Splits, config: RunConfig) -> Evaluation:
+        raise NotImplementedError
+
+    def fit_data(self, splits: Splits, config: RunConfig) -> FitData:
+        """Arrays by default; override for generators, class weights or dict inputs."""
+        return FitData(x=splits.train.x, y=splits.train.y, validation_data=(splits.val.x, splits.val.y))
+
+    def input_example(self, splits: Splits) -> Any:
+        """A few raw test inputs, saved with the model as its MLflow input example and signature."""
+        return splits.test.head(4).x
+
+    def run_name(self, config: RunConfig) -> str:
+        kind = getattr(config.model, "kind", None) or self.name
+        return f"{kind}-{config.preset}"
+
+    def predict(self, model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+        """Predict on raw user inputs (file paths or strings); return one JSON-able dict per input."""
+        raise NotImplementedError(f"{self.name} does not support predict yet")
+
+
+def to_numpy(x) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(x))

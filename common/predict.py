@@ -1,0 +1,55 @@
+"""Load an exported model from a run id, a model folder or a .keras file, and predict on raw inputs."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from common.errors import DeepsuiteError
+from common.runner import EXPORT_DIR, METADATA_FILE
+
+RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
+
+
+def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Path:
+    """Return the folder holding model.keras and deepsuite.json for `target`."""
+    path = Path(target).expanduser()
+    if path.is_file() and path.suffix == ".keras":
+        return path.parent
+    if path.is_dir():
+        for candidate in (path, path / EXPORT_DIR, path / "outputs" / EXPORT_DIR):
+            if (candidate / "model.keras").exists():
+                return candidate
+        raise DeepsuiteError(f"{path} has no model.keras (expected an export folder from `deepsuite run`)")
+    match = RUN_ID.match(target)
+    if match:
+        from common.tracking import Tracker
+
+        tracker = Tracker(tracking_uri, store_dir)
+        tracker.get_run(match.group(2))
+        return tracker.download(match.group(2), EXPORT_DIR)
+    raise DeepsuiteError(f"{target!r} is neither a model file/folder nor an MLflow run id")
+
+
+def load_export(folder: Path) -> tuple[Any, dict]:
+    import keras
+
+    meta_path = folder / METADATA_FILE
+    if not meta_path.exists():
+        raise DeepsuiteError(f"{folder} has no {METADATA_FILE}; export it with `deepsuite run`")
+    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        model = keras.saving.load_model(folder / "model.keras")
+    except Exception as exc:  # noqa: BLE001 - keras raises several types for bad files
+        raise DeepsuiteError(f"{folder / 'model.keras'}: cannot load model ({exc})") from None
+    return model, metadata
+
+
+def predict(target: str, inputs: list[str], options: Mapping[str, Any], tracking_uri: str | None = None,
+            store_dir: Path = Path("mlruns")) -> list[dict]:
+    from common import registry
+
+    model, metadata = load_export(locate_export(target, tracking_uri, store_dir))
+    pipeline = registry.get(metadata["pipeline"])
+    return pipeline.predict(model, inputs, metadata["metadata"], options)

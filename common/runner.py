@@ -1,0 +1,181 @@
+"""seed -> data -> model -> fit -> evaluate -> report -> export, the same way for every pipeline.
+
+This is the only place that calls `fit()`. The MLflow run is opened before the data is loaded, so a
+failure anywhere (bad data, NaN loss, Ctrl-C) leaves a run marked FAILED or KILLED with the reason,
+never a run that looks finished, and never a registered half-written model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from common import backend, reports
+from common.config import RunConfig, flatten, to_yaml
+from common.data.cache import cache_root, ensure_writable
+from common.errors import DeepsuiteError
+from common.pipeline import Evaluation, Pipeline, Splits
+from common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
+
+EXPORT_DIR = "export"
+METADATA_FILE = "deepsuite.json"
+
+
+class TrainingDiverged(DeepsuiteError):
+    """The loss became NaN or infinite; the run is marked FAILED."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_name: str
+    metrics: dict[str, float]
+    model_path: Path | None
+    report_path: Path | None
+    model_uri: str | None
+    history: dict[str, list[float]]
+
+
+def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
+        store_dir: Path = DEFAULT_STORE, echo: Callable[[str], None] = print,
+        resume_run_id: str | None = None) -> RunResult:
+    echo(f"deepsuite {pipeline.name} - resolved config:\n{to_yaml(config)}")
+    ensure_writable(cache_root(getattr(config.data, "cache_dir", None)), "cache")
+    tracker = Tracker(tracking_uri, store_dir)
+    env_tags = backend.configure(config.seed, config.deterministic, config.train.mixed_precision)
+
+    run_name = config.tracking.run_name or f"{pipeline.run_name(config)}-{datetime.now():%m%d-%H%M%S}"
+    tags = {PIPELINE_TAG: pipeline.name, "deepsuite.preset": config.preset, **env_tags}
+    tracker.start(config.tracking.experiment or pipeline.name, run_name, tags,
+                  description=f"{pipeline.description} (preset {config.preset})", resume_run_id=resume_run_id)
+    run_id = tracker.run_id
+    work_dir = ensure_writable(Path(store_dir) / "work" / run_id, "run work")
+    echo(f"MLflow run {run_name} ({run_id}) in {tracker.uri}")
+    try:
+        tracker.log_params(flatten(config.model_dump(mode="json")))
+        result = _run_stages(pipeline, config, tracker, work_dir, echo)
+    except KeyboardInterrupt:
+        tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.end("FINISHED")
+    return RunResult(run_id=run_id, run_name=run_name, **result)
+
+
+def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_dir: Path,
+                echo: Callable[[str], None]) -> dict[str, Any]:
+    started = time.time()
+    splits = pipeline.load_data(config)
+    _log_dataset(tracker, splits)
+    echo(f"data: {splits.info.name} from {splits.info.source} - "
+         + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()))
+
+    model = pipeline.build_model(config, splits)
+    history, fit_seconds = _fit(pipeline, model, splits, config, tracker, work_dir)
+    tracker.log_metrics({"fit_seconds": fit_seconds})
+
+    evaluation = pipeline.evaluate(model, splits, config)
+    test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}
+    tracker.log_metrics(test_metrics)
+
+    out_dir = work_dir / "outputs"
+    report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir)
+    model_path, model_uri = _export(pipeline, model, splits, config, tracker, out_dir, test_metrics)
+    tracker.log_metrics({"total_seconds": time.time() - started})
+    artifact_dir = tracker.artifact_dir
+    return {
+        "metrics": test_metrics,
+        "model_path": (artifact_dir / EXPORT_DIR / "model.keras") if artifact_dir else model_path,
+        "report_path": (artifact_dir / "report.html") if artifact_dir else report_path,
+        "model_uri": model_uri,
+        "history": history,
+    }
+
+
+def _log_dataset(tracker: Tracker, splits: Splits) -> None:
+    info = splits.info
+    for context, size in splits.sizes().items():
+        tracker.log_dataset(info.name, info.source, f"{info.digest}", context, size)
+    tracker.log_params({f"data.size.{k}": v for k, v in splits.sizes().items()}
+                       | {"data.digest": info.digest, "data.resolved_source": info.source})
+
+
+def _fit(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker, work_dir: Path):
+    import keras
+
+    train = config.train
+    data = pipeline.fit_data(splits, config)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        tracker.epoch_logger(),
+    ]
+    if train.early_stopping_patience and data.validation_data is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=pipeline.monitor, mode=pipeline.monitor_mode, patience=train.early_stopping_patience,
+            restore_best_weights=True))
+    started = time.time()
+    # PyDatasets batch themselves; arrays are batched by fit().
+    fit_kwargs = {} if isinstance(data.x, keras.utils.PyDataset) else {"batch_size": train.batch_size}
+    history = model.fit(data.x, data.y, validation_data=data.validation_data, epochs=train.epochs,
+                        class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch,
+                        callbacks=callbacks, verbose=train.verbose, **fit_kwargs)
+    fit_seconds = time.time() - started
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingDiverged(f"training loss became {losses[-1]} at epoch {len(losses)}; "
+                               "lower train.learning_rate or set train.clipnorm")
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_seconds
+
+
+def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evaluation: Evaluation,
+                  history: dict[str, list[float]], test_metrics: dict[str, float], out_dir: Path) -> Path:
+    figures = dict(evaluation.figures)
+    if history:
+        figures = {"learning_curves": reports.learning_curves(history), **figures}
+    names = []
+    for name, figure in figures.items():
+        path = reports.save_figure(figure, out_dir / "plots" / f"{name}.png")
+        reports.close(figure)
+        names.append(f"plots/{path.name}")
+    for name, content in evaluation.tables.items():
+        (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+        (out_dir / "tables" / name).write_text(content, encoding="utf-8")
+    (out_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+    report = out_dir / "report.html"
+    report.write_text(reports.html_report(f"{pipeline.name}: {config.preset}", test_metrics, to_yaml(config),
+                                          names, {f"tables/{n}": c for n, c in evaluation.tables.items()},
+                                          evaluation.notes), encoding="utf-8")
+    for sub in ("plots", "tables"):
+        if (out_dir / sub).exists():
+            tracker.log_artifact(out_dir / sub, sub)
+    tracker.log_artifact(out_dir / "config.yaml")
+    tracker.log_artifact(report)
+    return report
+
+
+def _export(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker, out_dir: Path,
+            test_metrics: dict[str, float]) -> tuple[Path, str | None]:
+    """Save model.keras + deepsuite.json (what predict needs), then the MLflow model with signature."""
+    export_dir = out_dir / EXPORT_DIR
+    export_dir.mkdir(parents=True, exist_ok=True)
+    model_path = export_dir / "model.keras"
+    tmp = export_dir / "model.keras.part.keras"
+    model.save(tmp)
+    tmp.replace(model_path)  # never leave a half-written model under the final name
+    metadata = {"pipeline": pipeline.name, "preset": config.preset, "run_id": tracker.run_id,
+                "dataset": splits.info.name, "metadata": splits.info.metadata,
+                "config": config.model_dump(mode="json"), "test_metrics": test_metrics}
+    (export_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
+    tracker.log_artifact(export_dir, EXPORT_DIR)
+    model_uri = None
+    if config.tracking.log_model:
+        model_uri = tracker.log_keras_model(model, pipeline.input_example(splits),
+                                            {"deepsuite_pipeline": pipeline.name, "run_id": tracker.run_id})
+    return model_path, model_uri

@@ -1,0 +1,219 @@
+"""Everything MLflow: the only module that imports mlflow.
+
+The store defaults to `sqlite:///<store>/mlflow.db` with artifacts under `<store>/artifacts`
+(MLflow refuses the plain file store now); `MLFLOW_TRACKING_URI` or `--tracking-uri` point at a
+shared server instead. One experiment per pipeline, created as a model-training experiment so the
+MLflow 3 UI opens on its runs table.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from common.errors import DeepsuiteError
+
+DEFAULT_STORE = Path("mlruns")
+MAX_PARAM_LENGTH = 6000
+RUN_STATUS_TAG = "deepsuite.status_reason"
+PIPELINE_TAG = "deepsuite.pipeline"
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import mlflow
+
+    for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+    return mlflow
+
+
+def store_uri(store_dir: Path) -> str:
+    """The default sqlite tracking URI for a store folder (busy timeout for concurrent runs)."""
+    return f"sqlite:///{store_dir.resolve()}/mlflow.db?timeout=60"
+
+
+def resolve_tracking_uri(tracking_uri: str | None, store_dir: Path = DEFAULT_STORE) -> str:
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store_uri(store_dir)
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:///")
+
+
+class Tracker:
+    """One MLflow run: params, datasets, per-epoch metrics, figures, the model, the final status."""
+
+    def __init__(self, tracking_uri: str | None = None, store_dir: Path = DEFAULT_STORE):
+        self.store_dir = Path(store_dir)
+        self.uri = resolve_tracking_uri(tracking_uri, self.store_dir)
+        if _is_local_store(self.uri):
+            db_path = Path(self.uri.removeprefix("sqlite:///").split("?")[0])
+            try:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DeepsuiteError(f"MLflow store folder {db_path.parent} cannot be created: {exc.strerror}") from None
+            if not os.access(db_path.parent, os.W_OK):
+                raise DeepsuiteError(f"MLflow store folder {db_path.parent} is not writable; use --store or --tracking-uri")
+        self.mlflow = _mlflow()
+        self.mlflow.set_tracking_uri(self.uri)
+        self.run_id: str | None = None
+
+    # -- experiments and runs -------------------------------------------------------------------
+
+    def experiment_id(self, name: str, description: str = "") -> str:
+        mlflow = self.mlflow
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = None
+            if _is_local_store(self.uri):
+                location = (self.store_dir / "artifacts").resolve().as_uri()
+            try:
+                experiment_id = client.create_experiment(name, artifact_location=location and f"{location}/{name}")
+            except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
+                experiment_id = client.get_experiment_by_name(name).experiment_id
+            client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+            if description:
+                client.set_experiment_tag(experiment_id, "mlflow.note.content", description)
+            return experiment_id
+        return experiment.experiment_id
+
+    def start(self, experiment: str, run_name: str, tags: Mapping[str, str], description: str = "",
+              resume_run_id: str | None = None, parent_run_id: str | None = None) -> str:
+        mlflow = self.mlflow
+        experiment_id = self.experiment_id(experiment)
+        if resume_run_id:
+            run = mlflow.start_run(run_id=resume_run_id)
+        else:
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
+                                   description=description or None, nested=parent_run_id is not None,
+                                   parent_run_id=parent_run_id)
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """status: FINISHED, FAILED or KILLED; the reason is kept as a tag for the UI."""
+        if self.run_id is None:
+            return
+        if reason:
+            self.mlflow.set_tag(RUN_STATUS_TAG, reason[:5000])
+        self.mlflow.end_run(status=status)
+        self.run_id = None
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """Local folder of this run's artifacts, when the store is local."""
+        uri = self.mlflow.get_artifact_uri()
+        return Path(uri.removeprefix("file://")) if uri.startswith("file://") or uri.startswith("/") else None
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        clean = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()}
+        existing = self.mlflow.get_run(self.run_id).data.params
+        new = {k: v for k, v in clean.items() if k not in existing}
+        if new:
+            self.mlflow.log_params(new)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        finite = {k: float(v) for k, v in metrics.items() if v is not None}
+        if finite:
+            self.mlflow.log_metrics(finite, step=step)
+
+    def log_dataset(self, name: str, source: str, digest: str, context: str, size: int) -> None:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        try:
+            from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+            dataset_source = resolve_dataset_source(source) if Path(source).exists() else None
+        except Exception:  # noqa: BLE001 - an unrecognised source is described by tags instead
+            dataset_source = None
+        dataset_source = dataset_source or CodeDatasetSource(tags={"source": source})
+        dataset = MetaDataset(source=dataset_source, name=name, digest=digest)
+        self.mlflow.log_input(dataset, context=context, tags={"size": str(size)})
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        self.mlflow.log_figure(figure, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.mlflow.log_text(text, artifact_file)
+
+    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
+        if Path(local_path).is_dir():
+            self.mlflow.log_artifacts(str(local_path), artifact_path)
+        else:
+            self.mlflow.log_artifact(str(local_path), artifact_path)
+
+    def log_keras_model(self, model, input_example, metadata: Mapping[str, Any]) -> str:
+        """Log the model in MLflow's Keras flavour with a signature inferred from a real example.
+
+        Saved locally first, then uploaded: mlflow.keras.log_model (3.17) writes the input example
+        before creating its folder and fails, while save_model into an existing folder works.
+        """
+        import tempfile
+
+        from mlflow.models import infer_signature
+
+        output = model.predict(input_example, verbose=0)
+        signature = infer_signature(input_example, output)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model"
+            local.mkdir()
+            self.mlflow.keras.save_model(model, str(local), signature=signature, input_example=input_example,
+                                         metadata=dict(metadata))
+            self.mlflow.log_artifacts(str(local), "model")
+        return f"runs:/{self.run_id}/model"
+
+    def epoch_logger(self, initial_step: int = 0):
+        """A Keras callback that logs every epoch's metrics at step=epoch (no duplicates on resume)."""
+        import keras
+
+        tracker = self
+
+        class MlflowEpochLogger(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                metrics = {k: v for k, v in (logs or {}).items() if k != "learning_rate"}
+                optimizer = getattr(self.model, "optimizer", None)
+                if optimizer is not None:
+                    metrics["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                tracker.log_metrics(metrics, step=epoch + 1)
+
+        return MlflowEpochLogger()
+
+    # -- reading back ---------------------------------------------------------------------------
+
+    def get_run(self, run_id: str):
+        try:
+            return self.mlflow.get_run(run_id)
+        except self.mlflow.exceptions.MlflowException:
+            raise DeepsuiteError(f"no run {run_id!r} in the MLflow store {self.uri}") from None
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        history = self.mlflow.MlflowClient().get_metric_history(run_id, key)
+        return [(m.step, m.value) for m in history]
+
+    def download(self, run_id: str, artifact_path: str, dest: Path | None = None) -> Path:
+        try:
+            local = self.mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                              dst_path=str(dest) if dest else None)
+        except Exception as exc:  # noqa: BLE001 - mlflow raises several types here
+            raise DeepsuiteError(f"run {run_id}: cannot fetch artifact {artifact_path!r} ({exc})") from None
+        return Path(local)
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

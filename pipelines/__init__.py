@@ -1,0 +1,10 @@
+"""The one registry of domain pipelines: CLI name -> "module:Class".
+
+Adding a domain is one folder under pipelines/ (config.py, model.py, pipeline.py) and one line here;
+nothing in common/ changes. Classes are imported only when a command needs them, so `deepsuite list`
+and `--help` stay fast.
+"""
+
+REGISTRY: dict[str, str] = {
+    "image-classification": "pipelines.image_classification.pipeline:ImageClassificationPipeline",
+}

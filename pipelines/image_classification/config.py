@@ -1,0 +1,67 @@
+"""Config, presets and search space of the image-classification pipeline."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from common.config import RunConfig, Section, TrainConfig
+
+
+class ImageData(Section):
+    source: str = Field("fashion_mnist", description="fashion_mnist | keras:<name> | tfds:<name> | folder:<path>")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of train held out for validation")
+    max_train_samples: int | None = Field(None, ge=10, description="subsample train (smoke tests, quick looks)")
+    max_test_samples: int | None = Field(None, ge=10)
+    image_size: tuple[int, int] | None = Field(None, description="resize to (height, width); folders default 64x64")
+    channels: Literal[1, 3] | None = Field(None, description="force grey (1) or RGB (3); default: as stored")
+    cache_dir: str | None = None
+    tfds_data_dir: str | None = None
+    download: bool = True
+
+
+class CnnModel(Section):
+    kind: Literal["cnn"] = "cnn"
+    widths: list[int] = Field([32, 64, 128], min_length=1, max_length=6, description="filters per stage")
+    blocks_per_stage: int = Field(1, ge=1, le=4)
+    dense_units: int = Field(256, ge=0, description="hidden units before the classifier; 0 for none")
+    dropout: float = Field(0.3, ge=0, lt=1)
+    augment: bool = Field(True, description="random horizontal flip and shifts (training only)")
+    translate: float = Field(0.1, ge=0, le=0.5, description="max random shift, as a fraction of size")
+    horizontal_flip: bool = True
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
+class ImageClassificationConfig(RunConfig):
+    data: ImageData = ImageData()
+    model: CnnModel = CnnModel()
+    train: TrainConfig = TrainConfig(epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=1e-4,
+                                     early_stopping_patience=5)
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": {
+        "data": {"max_train_samples": 1200, "max_test_samples": 300},
+        "model": {"widths": [8, 16], "dense_units": 32},
+        "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
+    },
+    "full": {
+        "model": {"widths": [64, 128, 256], "blocks_per_stage": 2, "dense_units": 512, "dropout": 0.4},
+        "train": {"epochs": 40, "batch_size": 256, "learning_rate": 3e-3, "warmup_epochs": 2,
+                  "early_stopping_patience": 10},
+    },
+}
+
+
+def search_space(hp, config: ImageClassificationConfig) -> ImageClassificationConfig:
+    """The tuner's choices applied to `config`; model.py never sees `hp`."""
+    values = config.model_dump()
+    base = hp.Choice("model.base_width", [16, 32, 48])
+    values["model"]["widths"] = [base * 2**i for i in range(hp.Int("model.stages", 2, 3))]
+    values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 2)
+    values["model"]["dense_units"] = hp.Choice("model.dense_units", [0, 128, 256])
+    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.5, step=0.1)
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 3e-4, 5e-3, sampling="log")
+    values["train"]["batch_size"] = hp.Choice("train.batch_size", [64, 128, 256])
+    return type(config).model_validate(values)

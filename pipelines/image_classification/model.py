@@ -1,0 +1,37 @@
+"""A small modern CNN that takes raw uint8 images: rescale and augmentation live inside the model.
+
+    uint8 (H, W, C) -> Rescaling -> [flip, shift] -> stages of (Conv-BN-ReLU) x blocks, max-pool between
+    -> global average pool -> [Dense-BN-ReLU] -> Dropout -> softmax over classes
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from pipelines.image_classification.config import CnnModel
+
+
+def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: CnnModel) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    if config.augment:
+        if config.horizontal_flip:
+            x = layers.RandomFlip("horizontal", name="random_flip")(x)
+        if config.translate > 0:
+            x = layers.RandomTranslation(config.translate, config.translate, fill_mode="constant",
+                                         name="random_shift")(x)
+    for stage, width in enumerate(config.widths):
+        for block in range(config.blocks_per_stage):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{block}")(x)
+            x = layers.BatchNormalization(name=f"bn{stage}_{block}")(x)
+            x = layers.ReLU(name=f"relu{stage}_{block}")(x)
+        if stage < len(config.widths) - 1 and min(x.shape[1], x.shape[2]) >= 4:
+            x = layers.MaxPooling2D(name=f"pool{stage}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if config.dense_units:
+        x = layers.Dense(config.dense_units, use_bias=False, name="dense")(x)
+        x = layers.BatchNormalization(name="dense_bn")(x)
+        x = layers.ReLU(name="dense_relu")(x)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cnn_classifier")
