@@ -46,9 +46,42 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="MLflow run id, runs:/<id>, a model folder (export/) or a .keras file")
     predict.add_argument("inputs", nargs="+", help="inputs: image files for image pipelines")
     predict.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    predict.add_argument("--output", "-o", type=Path, help="where to write images the pipeline draws "
+                                                          "(e.g. Grad-CAM overlays)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per input")
     _add_store_args(predict)
-    predict.set_defaults(handler=cmd_predict)
+    predict.set_defaults(handler=cmd_invoke, command_name="predict")
+
+    generate = sub.add_parser("generate", help="generate text with a text-generation model")
+    generate.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
+    generate.add_argument("--prompt", default="", help="text to continue")
+    generate.add_argument("--max-tokens", type=int, default=300, help="tokens to generate (default 300)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; higher = more random")
+    generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    generate.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    generate.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
+    generate.add_argument("--stop", default=None, help="stop when this string is generated")
+    generate.add_argument("--json", action="store_true")
+    _add_store_args(generate)
+    generate.set_defaults(handler=cmd_invoke, command_name="generate")
+
+    recommend = sub.add_parser("recommend", help="top-N recommendations for a user from a recommendation model")
+    recommend.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
+    recommend.add_argument("--user", required=True, help="user id as in the ratings data")
+    recommend.add_argument("--top", type=int, default=10, help="how many items (default 10)")
+    recommend.add_argument("--json", action="store_true")
+    _add_store_args(recommend)
+    recommend.set_defaults(handler=cmd_invoke, command_name="recommend")
+
+    denoise = sub.add_parser("denoise", help="denoise images of any size with an image-denoising model")
+    denoise.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
+    denoise.add_argument("inputs", nargs="+", help="noisy image files")
+    denoise.add_argument("--output", "-o", type=Path, help="output file (one input) or folder")
+    denoise.add_argument("--tile", type=int, default=256, help="tile size for large images (default 256)")
+    denoise.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    denoise.add_argument("--json", action="store_true")
+    _add_store_args(denoise)
+    denoise.set_defaults(handler=cmd_invoke, command_name="denoise")
 
     tune = sub.add_parser("tune", help="Keras Tuner hyperparameter search (not available yet)")
     tune.add_argument("pipeline")
@@ -102,17 +135,25 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
+def cmd_invoke(args) -> int:
+    """predict / generate / recommend / denoise: load the exported model and ask its pipeline."""
     from common import predict
 
-    results = predict.predict(args.model, args.inputs, {"top": args.top}, args.tracking_uri, args.store)
+    skip = {"handler", "command_name", "command", "model", "tracking_uri", "store", "debug", "json"}
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    results = predict.invoke(args.command_name, args.model, options, args.tracking_uri, args.store)
     for result in results:
-        if args.json:
-            print(json.dumps(result))
-        else:
-            extra = ", ".join(f"{k} {v:.3f}" for k, v in result.get("top", {}).items())
-            print(f"{result['input']}: {result['label']} ({result['probability']:.3f})" + (f"  [{extra}]" if extra else ""))
+        print(json.dumps(result, default=str) if args.json else format_result(result))
     return 0
+
+
+def format_result(result: dict) -> str:
+    if "summary" in result:
+        return str(result["summary"])
+    if {"input", "label", "probability"} <= result.keys():
+        extra = ", ".join(f"{k} {v:.3f}" for k, v in result.get("top", {}).items())
+        return f"{result['input']}: {result['label']} ({result['probability']:.3f})" + (f"  [{extra}]" if extra else "")
+    return json.dumps(result, default=str)
 
 
 def cmd_tune(args) -> int:

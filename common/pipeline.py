@@ -111,9 +111,29 @@ class Pipeline:
         kind = getattr(config.model, "kind", None) or self.name
         return f"{kind}-{config.preset}"
 
+    def export_extras(self, model, splits: Splits, config: RunConfig, export_dir) -> None:
+        """Write extra files that inference needs (vocabulary, item titles...) into the export folder."""
+
+    # -- inference commands: each returns one JSON-able dict per answer; an optional "summary" key
+    #    holds the human-readable line the CLI prints. `export_dir` holds model.keras and extras.
+
     def predict(self, model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        """Predict on raw user inputs (file paths or strings); return one JSON-able dict per input."""
-        raise NotImplementedError(f"{self.name} does not support predict yet")
+        """Predict on raw user inputs (file paths or strings)."""
+        raise self._unsupported("predict")
+
+    def generate(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+        raise self._unsupported("generate")
+
+    def recommend(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+        raise self._unsupported("recommend")
+
+    def denoise(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+        raise self._unsupported("denoise")
+
+    def _unsupported(self, command: str) -> Exception:
+        from common.errors import DeepsuiteError
+
+        return DeepsuiteError(f"pipeline {self.name!r} does not support `deepsuite {command}`")
 
 
 def to_numpy(x) -> np.ndarray:

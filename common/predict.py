@@ -46,10 +46,15 @@ def load_export(folder: Path) -> tuple[Any, dict]:
     return model, metadata
 
 
-def predict(target: str, inputs: list[str], options: Mapping[str, Any], tracking_uri: str | None = None,
-            store_dir: Path = Path("mlruns")) -> list[dict]:
+def invoke(command: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,
+           store_dir: Path = Path("mlruns")) -> list[dict]:
+    """Load the model behind `target` and call the pipeline's `command` (predict, generate, ...)."""
     from common import registry
 
-    model, metadata = load_export(locate_export(target, tracking_uri, store_dir))
+    folder = locate_export(target, tracking_uri, store_dir)
+    model, metadata = load_export(folder)
     pipeline = registry.get(metadata["pipeline"])
-    return pipeline.predict(model, inputs, metadata["metadata"], options)
+    info = dict(metadata["metadata"], export_dir=str(folder))
+    if command == "predict":
+        return pipeline.predict(model, options.pop("inputs"), info, options)
+    return getattr(pipeline, command)(model, info, options)

@@ -172,6 +172,7 @@ def _export(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracke
     metadata = {"pipeline": pipeline.name, "preset": config.preset, "run_id": tracker.run_id,
                 "dataset": splits.info.name, "metadata": splits.info.metadata,
                 "config": config.model_dump(mode="json"), "test_metrics": test_metrics}
+    pipeline.export_extras(model, splits, config, export_dir)
     (export_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
     tracker.log_artifact(export_dir, EXPORT_DIR)
     model_uri = None

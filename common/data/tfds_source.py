@@ -4,6 +4,8 @@ TensorFlow is imported here only, when a TFDS source is actually used.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from common.errors import DataError
@@ -19,6 +21,9 @@ def load_tfds_supervised(name: str, data_dir: str | None = None, download: bool 
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as exc:  # tfds raises its own DatasetNotFoundError and friends
         raise DataError(f"TFDS has no dataset {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not download and not os.path.isdir(builder.data_dir):
+        raise DataError(f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and data.download is off; "
+                        "turn download on (needs the internet) or point tfds_data_dir at a prepared copy")
     try:
         if download:
             builder.download_and_prepare()

@@ -1,0 +1,47 @@
+"""Bad input at the command line: one clear line, a non-zero exit, a consistent MLflow store."""
+import mlflow
+import pytest
+
+from tests.support.cli import run_cli
+
+
+def one_line_error(result, *fragments):
+    assert result.code == 2, (result.code, result.err[-2000:])
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err, result.err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["run", "image-clasification"], ["unknown pipeline 'image-clasification'", "did you mean 'image-classification'"]),
+    (["run", "image-classification", "--preset", "fast"], ["unknown preset 'fast'", "smoke"]),
+    (["run", "image-classification", "--set", "train.epochs"], ["bad --set 'train.epochs'"]),
+    (["run", "image-classification", "--set", "train.epochs=many"], ["train.epochs", "'many'"]),
+    (["predict", "0123456789abcdef0123456789abcdef", "x.png"], ["no run '0123456789abcdef0123456789abcdef'"]),
+])
+def test_one_line_errors(args, fragments, tmp_path):
+    one_line_error(run_cli(args, cwd=tmp_path), *fragments)
+
+
+def test_yaml_typo(tmp_path):
+    (tmp_path / "my.yaml").write_text("train:\n  epoks: 3\n")
+    one_line_error(run_cli(["run", "image-classification", "--config", "my.yaml"], cwd=tmp_path),
+                   "'train.epoks'", "did you mean 'train.epochs'")
+
+
+def test_failed_run_is_marked_failed_with_reason(tmp_path):
+    (tmp_path / "imgs" / "only").mkdir(parents=True)
+    result = run_cli(["run", "image-classification", "--preset", "smoke", "--set",
+                      f"data.source=folder:{tmp_path / 'imgs'}"], cwd=tmp_path)
+    one_line_error(result, "class folder", "has no images")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert "has no images" in runs[0].data.tags["deepsuite.status_reason"]
+    assert not client.list_artifacts(runs[0].info.run_id)  # no half-written model
+
+
+def test_help_explains_commands(tmp_path):
+    result = run_cli(["--help"], cwd=tmp_path)
+    assert result.code == 0 and "run" in result.out and "predict" in result.out and "examples:" in result.out

@@ -1,0 +1,105 @@
+"""Image classification end to end through the real CLI: Fashion-MNIST subset, real sqlite MLflow store."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.data import labeled_images
+from tests.support.cli import run_cli
+
+pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+SMOKE = ["run", "image-classification", "--preset", "smoke"]
+
+
+def client_for(folder):
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+
+
+def only_run(folder):
+    client = client_for(folder)
+    experiment = client.get_experiment_by_name("image-classification")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ic-smoke")
+    result = run_cli([*SMOKE, "--set", "train.epochs=3", "--set", "model.dropout=0.2"], cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_run_is_recorded_completely(smoke_run):
+    folder, result = smoke_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("cnn-smoke-")
+    assert "resolved config" in result.out and "done: image-classification" in result.out
+    assert run.info.run_id in result.out and "model:" in result.out and "report:" in result.out
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    assert params["train.epochs"] == "3" and params["model.dropout"] == "0.2" and params["data.size.train"] == "1200"
+    for tag in ("backend", "device", "seed", "git_commit", "version.keras", "determinism"):
+        assert tag in tags, tag
+    assert tags["backend"] == "tensorflow"
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "test_macro_f1" in metrics
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2, 3]  # one point per epoch
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "fashion_mnist"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"plots", "export", "model", "report.html", "config.yaml", "tables"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/learning_curves.png", "plots/confusion_matrix.png"} <= plots
+    model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/MLmodel" in model_files and "model/input_example.json" in model_files
+
+
+def test_smoke_model_learns_something(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    assert run.data.metrics["test_accuracy"] > 0.3  # chance is 0.1
+
+
+def _shirt_png(path, index=0):
+    data = labeled_images.load("fashion_mnist")
+    Image.fromarray(np.kron(data.test_x[index, ..., 0], np.ones((3, 3), np.uint8))).save(path)  # 84x84, resized back
+    return labeled_images.FASHION_MNIST_CLASSES
+
+
+def test_predict_by_run_id_and_by_path(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    names = _shirt_png(tmp_path / "item.png")
+    rgb = tmp_path / "item.jpg"
+    Image.open(tmp_path / "item.png").convert("RGB").save(rgb)
+    by_id = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), str(rgb), "--json"], cwd=folder)
+    assert by_id.code == 0, by_id.err[-2000:]
+    answers = [json.loads(line) for line in by_id.out.strip().splitlines()]
+    assert len(answers) == 2 and all(a["label"] in names for a in answers)
+    assert abs(sum(answers[0]["top"].values()) - 1) < 0.5 and 0 <= answers[0]["probability"] <= 1
+    export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras"))
+    by_path = run_cli(["predict", str(export), str(tmp_path / "item.png")], cwd=tmp_path)
+    assert by_path.code == 0 and by_path.out.startswith(str(tmp_path / "item.png") + ": ")
+
+
+def test_predict_on_a_non_image_is_one_clear_line(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    result = run_cli(["predict", run.info.run_id, str(text)], cwd=folder)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().splitlines() == [f"error: {text}: not an image file PIL can read"]
+
+
+def test_jax_backend_without_tensorflow(tmp_path):
+    result = run_cli(SMOKE, cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    assert 0 <= run.data.metrics["test_accuracy"] <= 1
