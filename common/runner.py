@@ -77,7 +77,7 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
          + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()))
 
     model = pipeline.build_model(config, splits)
-    history, fit_seconds = _fit(pipeline, model, splits, config, tracker, work_dir)
+    history, fit_seconds = fit_model(pipeline, model, splits, config, tracker, work_dir)
     tracker.log_metrics({"fit_seconds": fit_seconds})
 
     evaluation = pipeline.evaluate(model, splits, config)
@@ -106,7 +106,13 @@ def _log_dataset(tracker: Tracker, splits: Splits) -> None:
                        | {"data.digest": info.digest, "data.resolved_source": info.source})
 
 
-def _fit(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker, work_dir: Path):
+def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker | None,
+              work_dir: Path, extra_callbacks: tuple = ()):
+    """fit() with the suite's callbacks: resume backup, NaN stop, MLflow epoch logging, early stopping.
+
+    Returns (history dict, fit seconds); raises TrainingDiverged on a NaN/inf loss. Tuning trials call
+    this too (with their own tracker and callbacks), so every fit in the suite behaves the same.
+    """
     import keras
 
     train = config.train
@@ -114,7 +120,8 @@ def _fit(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
-        tracker.epoch_logger(),
+        *([tracker.epoch_logger()] if tracker is not None else []),
+        *extra_callbacks,
     ]
     if train.early_stopping_patience and data.validation_data is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
