@@ -1,0 +1,108 @@
+"""Config, presets and search space of the medical-imaging pipeline."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from common.config import RunConfig, Section, TrainConfig
+
+# Kermany et al. file names: IM-0115-0001.jpeg, NORMAL2-IM-1427-0001.jpeg, person1_bacteria_1.jpeg
+KERMANY_PATIENT_PATTERN = r"^(NORMAL2-IM-\d+|IM-\d+|person\d+)"
+
+
+class MedicalData(Section):
+    source: str = Field("pneumoniamnist", description="pneumoniamnist | <MedMNIST 2D flag, e.g. bloodmnist_64> | "
+                                                       "medmnist:<file.npz> | folder:<path> (Kermany layout)")
+    path: str | None = Field(None, description="a MedMNIST .npz file, or a folder searched first for <flag>.npz")
+    download: bool = Field(True, description="download named MedMNIST sets from Zenodo when not found locally")
+    cache_dir: str | None = None
+    image_size: tuple[int, int] | None = Field(None, description="stored size (h, w) for folder/DICOM sources; "
+                                                                 "default 64x64; MedMNIST keeps its own size")
+    channels: Literal[1, 3] | None = Field(None, description="grey (1) or RGB (3); default: as stored, folders grey")
+    positive_class: str | None = Field(None, description="the disease class for sensitivity/ROC in binary tasks; "
+                                                         "default: class 1 (e.g. pneumonia)")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="validation share carved from train when needed")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="test share of a folder without train/test")
+    min_val_per_class: int = Field(20, ge=1, description="a val/ folder with fewer images per class is merged "
+                                                         "into train and validation is re-split by patient")
+    patients_csv: str | None = Field(None, description="CSV with columns path,patient_id for a folder source")
+    patient_pattern: str | None = Field(KERMANY_PATIENT_PATTERN, description="regex whose first group is the "
+                                                                             "patient id in a file name")
+    max_train_samples: int | None = Field(None, ge=10, description="subsample train (smoke tests)")
+    max_test_samples: int | None = Field(None, ge=10)
+
+
+class MedicalModel(Section):
+    kind: Literal["cnn"] = "cnn"
+    input_size: tuple[int, int] | None = Field(None, description="resize inside the model to (h, w), e.g. 56x56")
+    widths: list[int] = Field([32, 64, 128], min_length=1, max_length=6, description="filters per stage")
+    blocks_per_stage: int = Field(2, ge=1, le=4)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    class_weight: Literal["balanced", "sqrt", "none"] = Field(
+        "balanced", description="loss weight per class: balanced = N / (K * n_c); sqrt = its square root")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    augment: bool = Field(True, description="X-ray-suited augmentation during training (never vertical flips)")
+    horizontal_flip: bool = True
+    translate: float = Field(0.1, ge=0, le=0.5, description="max shift as a fraction of the size")
+    rotation_degrees: float = Field(10.0, ge=0, le=45)
+    zoom: float = Field(0.1, ge=0, lt=0.5)
+    contrast: float = Field(0.2, ge=0, lt=1, description="random contrast factor (exposure differences)")
+    brightness: float = Field(0.0, ge=0, lt=1)
+    tta_flip: bool = Field(False, description="average the prediction with the left-right mirrored image")
+
+
+class MedicalEvaluation(Section):
+    threshold_policy: Literal["youden", "sensitivity", "specificity", "fixed"] = Field(
+        "youden", description="how the decision threshold is chosen on VALIDATION, then applied to test")
+    threshold_target: float | None = Field(None, gt=0, le=1, description="target sensitivity/specificity, or "
+                                                                         "the fixed threshold")
+    gradcam_examples: int = Field(8, ge=0, le=32, description="Grad-CAM overlays per group (correct, wrong)")
+    calibration_bins: int = Field(10, ge=2, le=50)
+
+
+class MedicalTrain(TrainConfig):
+    """The shared training knobs with defaults that suit ~5k small X-rays on a CPU."""
+
+    epochs: int = Field(30, ge=1, description="maximum number of epochs")
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(2e-3, gt=0, le=10)
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement; 0 disables "
+                                                                "(the cosine schedule runs to the end)")
+
+
+class MedicalImagingConfig(RunConfig):
+    data: MedicalData = MedicalData()
+    model: MedicalModel = MedicalModel()
+    evaluation: MedicalEvaluation = MedicalEvaluation()
+    train: MedicalTrain = MedicalTrain()
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": {
+        "data": {"max_train_samples": 600, "max_test_samples": 200},
+        "model": {"widths": [8, 16], "blocks_per_stage": 1},
+        "evaluation": {"gradcam_examples": 4},
+        "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
+    },
+    "full": {
+        "model": {"input_size": (64, 64), "widths": [48, 96, 192, 256], "blocks_per_stage": 2, "dropout": 0.4,
+                  "tta_flip": True},
+        "train": {"epochs": 60, "batch_size": 128, "learning_rate": 3e-3, "warmup_epochs": 2},
+    },
+}
+
+
+def search_space(hp, config: MedicalImagingConfig) -> MedicalImagingConfig:
+    """The tuner's choices applied to `config`; model.py never sees `hp`."""
+    values = config.model_dump()
+    base = hp.Choice("model.base_width", [16, 24, 32, 48])
+    values["model"]["widths"] = [base * 2**i for i in range(hp.Int("model.stages", 2, 4))]
+    values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 3)
+    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.5, step=0.1)
+    values["model"]["label_smoothing"] = hp.Choice("model.label_smoothing", [0.0, 0.05, 0.1])
+    values["model"]["class_weight"] = hp.Choice("model.class_weight", ["balanced", "sqrt", "none"])
+    values["model"]["contrast"] = hp.Choice("model.contrast", [0.0, 0.2, 0.4])
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 5e-4, 5e-3, sampling="log")
+    return type(config).model_validate(values)

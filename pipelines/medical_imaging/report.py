@@ -1,0 +1,99 @@
+"""Evaluation of the medical CNN: metrics at the validation-chosen threshold, curves, Grad-CAM grids."""
+from __future__ import annotations
+
+import numpy as np
+
+from common import metrics_binary as mb
+from common import reports
+from common.metrics import classification_metrics
+from common.pipeline import Evaluation, Splits
+from pipelines.medical_imaging import figures
+from pipelines.medical_imaging.config import MedicalEvaluation
+
+
+def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np.ndarray,
+                    config: MedicalEvaluation) -> tuple[Evaluation, dict]:
+    meta = splits.info.metadata
+    names, pos = meta["class_names"], meta["positive_index"]
+    positive = names[pos]
+    y_val, s_val = (splits.val.y == pos).astype(int), val_probs[:, pos]
+    y_test, s_test = (splits.test.y == pos).astype(int), test_probs[:, pos]
+    threshold = mb.choose_threshold(y_val, s_val, config.threshold_policy, config.threshold_target)
+    at = mb.metrics_at(y_test, s_test, threshold)
+    val_at = mb.metrics_at(y_val, s_val, threshold)
+    metrics = {
+        "roc_auc": mb.roc_auc(y_test, s_test),
+        "pr_auc": mb.average_precision(y_test, s_test),
+        **{k: at[k] for k in ("accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "balanced_accuracy")},
+        "threshold": threshold,
+        "brier": mb.brier_score(y_test, s_test),
+        "ece": mb.calibration_bins(y_test, s_test, config.calibration_bins)["ece"],
+        "val_roc_auc": mb.roc_auc(y_val, s_val),
+        "val_sensitivity": val_at["sensitivity"],
+        "val_specificity": val_at["specificity"],
+    }
+    predicted = np.where(s_test >= threshold, pos, 1 - pos)
+    matrix = reports.confusion_matrix(splits.test.y, predicted, names)
+    curves = {"validation": (y_val, s_val), "test": (y_test, s_test)}
+    figs = {
+        "roc_curve": figures.roc_figure(curves, threshold, positive),
+        "precision_recall_curve": figures.pr_figure(curves, threshold, positive),
+        "confusion_matrix": reports.confusion_matrix_figure(
+            matrix, names, f"Confusion matrix (test, threshold {threshold:.3f})"),
+        "calibration": figures.calibration_figure(y_test, s_test, config.calibration_bins, positive),
+    }
+    captions = [f"{names[t]}→{names[p]}\np={s:.2f}" for t, p, s in zip(splits.test.y, predicted, s_test)]
+    grid = gradcam_grid(model, splits.test.x, splits.test.y, predicted, np.abs(s_test - threshold), captions,
+                        config.gradcam_examples)
+    if grid is not None:
+        figs["gradcam"] = grid
+    predictions = "index,label,score,predicted\n" + "".join(
+        f"{i},{names[t]},{s:.6f},{names[p]}\n" for i, (t, s, p) in enumerate(zip(splits.test.y, s_test, predicted)))
+    operating = ("split,threshold,policy,sensitivity,specificity,accuracy\n"
+                 f"validation,{threshold:.6f},{config.threshold_policy},{val_at['sensitivity']:.4f},"
+                 f"{val_at['specificity']:.4f},{val_at['accuracy']:.4f}\n"
+                 f"test,{threshold:.6f},{config.threshold_policy},{at['sensitivity']:.4f},"
+                 f"{at['specificity']:.4f},{at['accuracy']:.4f}\n")
+    notes = [f"threshold {threshold:.4f} on p({positive}) chosen on validation by {config.threshold_policy}"
+             + (f" (target {config.threshold_target})" if config.threshold_target else "")
+             + " and applied unchanged to test",
+             f"test: TP {at['tp']}, FN {at['fn']}, TN {at['tn']}, FP {at['fp']}"]
+    decision = {"threshold": threshold, "positive_class": positive, "policy": config.threshold_policy}
+    return Evaluation(metrics, figs, {"test_predictions.csv": predictions, "operating_point.csv": operating},
+                      notes), decision
+
+
+def evaluate_multiclass(model, splits: Splits, test_probs: np.ndarray, config: MedicalEvaluation) -> Evaluation:
+    names = splits.info.metadata["class_names"]
+    y = splits.test.y
+    predicted = test_probs.argmax(axis=1)
+    metrics = classification_metrics(y, test_probs)
+    aucs = [mb.roc_auc((y == c).astype(int), test_probs[:, c]) for c in range(len(names))]
+    metrics["macro_roc_auc"] = float(np.nanmean(aucs))
+    matrix = reports.confusion_matrix(y, predicted, names)
+    figs = {"confusion_matrix": reports.confusion_matrix_figure(matrix, names)}
+    captions = [f"{names[t]} -> {names[p]}\n{test_probs[i, p]:.2f}" for i, (t, p) in enumerate(zip(y, predicted))]
+    grid = gradcam_grid(model, splits.test.x, y, predicted, test_probs.max(axis=1), captions, config.gradcam_examples)
+    if grid is not None:
+        figs["gradcam"] = grid
+    per_class = "class,support,recall,roc_auc\n" + "".join(
+        f"\"{n}\",{matrix[i].sum()},{matrix[i, i] / max(matrix[i].sum(), 1):.4f},{aucs[i]:.4f}\n"
+        for i, n in enumerate(names))
+    return Evaluation(metrics, figs, {"per_class.csv": per_class}, notes=["one-vs-rest ROC-AUC averaged over classes"])
+
+
+def gradcam_grid(model, images: np.ndarray, y: np.ndarray, predicted: np.ndarray, sureness: np.ndarray,
+                 captions: list[str], per_group: int):
+    """Grad-CAM of the predicted class for the surest correct and surest wrong test cases."""
+    from pipelines.medical_imaging.gradcam import GradCam, overlay
+
+    correct, wrong = np.flatnonzero(predicted == y), np.flatnonzero(predicted != y)
+    picks = [*correct[np.argsort(-sureness[correct])][:per_group], *wrong[np.argsort(-sureness[wrong])][:per_group]]
+    if not per_group or not picks:
+        return None
+    picks = np.asarray(picks)
+    heatmaps = GradCam(model)(images[picks], predicted[picks])
+    pictures = np.stack([overlay(images[i], h, size=112) for i, h in zip(picks, heatmaps)])
+    labels = [("ok " if predicted[i] == y[i] else "WRONG ") + captions[i] for i in picks]
+    return reports.image_grid(pictures, labels, f"Grad-CAM of the predicted class: {min(len(correct), per_group)} "
+                                                f"correct, {min(len(wrong), per_group)} wrong (true -> predicted)")
