@@ -19,7 +19,10 @@ EPILOG = """examples:
   deepsuite run image-classification --preset smoke --set train.epochs=2 --set model.dropout=0.3
   deepsuite run image-classification --config my.yaml
   deepsuite predict <run id | model folder | model.keras> shirt.png
-  mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+  deepsuite ui                                   # MLflow UI on ./mlruns at http://127.0.0.1:5000
+  deepsuite compare image-classification --last 5
+  deepsuite serve <run id | models:/name@alias> --port 5001
+  deepsuite server --backend-store-uri postgresql://mlflow:PASS@localhost/mlflow --artifacts-destination /srv/mlartifacts
 """
 
 
@@ -38,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="pipeline name (see `deepsuite list`)")
     _add_config_args(run)
     _add_store_args(run)
-    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last finished epoch")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last finished epoch, "
+                                                      "with its saved config; 'last' picks the newest one")
     run.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     run.set_defaults(handler=cmd_run)
 
@@ -51,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object per input")
     _add_store_args(predict)
     predict.set_defaults(handler=cmd_invoke, command_name="predict")
+    _add_results_commands(sub)
 
     generate = sub.add_parser("generate", help="generate text with a text-generation model")
     generate.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
@@ -83,8 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(denoise)
     denoise.set_defaults(handler=cmd_invoke, command_name="denoise")
 
-    tune = sub.add_parser("tune", help="Keras Tuner hyperparameter search (not available yet)")
-    tune.add_argument("pipeline")
+    tune = sub.add_parser(
+        "tune", help="Keras Tuner hyperparameter search; each trial an MLflow run, the best model registered",
+        description="Search a pipeline's hyperparameters (its search_space) with Keras Tuner. One MLflow parent "
+                    "run per search, one child run per trial; the best model is registered as "
+                    "models:/<pipeline>@best. Re-running the same command continues an interrupted search.")
+    tune.add_argument("pipeline", help="pipeline name (see `deepsuite list`)")
+    tune.add_argument("--tuner", default="hyperband", help="random, bayesian or hyperband (default hyperband)")
+    tune.add_argument("--objective", help="metric to optimise, e.g. val_auc (default: the pipeline's monitor)")
+    tune.add_argument("--direction", help="min or max (default: the pipeline's, else inferred from the name)")
+    tune.add_argument("--max-trials", type=int, help="trials to run (default 10; hyperband: a cap on its brackets)")
+    tune.add_argument("--max-epochs", type=int, help="epochs per trial (hyperband: the most); default: preset's")
+    tune.add_argument("--factor", type=int, default=3, help="hyperband reduction factor (default 3)")
+    tune.add_argument("--fix", dest="fixes", metavar="NAME=VALUE", action="append", default=[],
+                      help="pin one hyperparameter of the space (repeatable)")
+    tune.add_argument("--tune-precision", action="store_true",
+                      help="also search train.mixed_precision (worth it on GPUs)")
+    tune.add_argument("--name", help="search name (default: derived from the arguments, so re-runs resume)")
+    tune.add_argument("--max-failures", type=int, default=3, help="stop after this many failed trials in a row")
+    tune.add_argument("--alias", default="best", help="registry alias for the best model (default best)")
+    _add_config_args(tune)
+    _add_store_args(tune)
+    tune.add_argument("--distributed", choices=["chief", "worker"], help="Keras Tuner chief/worker mode")
+    tune.add_argument("--port", type=int, default=8000, help="chief: port to serve the oracle on (default 8000)")
+    tune.add_argument("--host", default="0.0.0.0", help="chief: address to bind (default 0.0.0.0)")
+    tune.add_argument("--chief", metavar="HOST:PORT", help="worker: the chief's address")
+    tune.add_argument("--worker-id", help="worker: stable id (default worker-<host>-<pid>)")
+    tune.add_argument("--connect-timeout", type=float, default=60.0,
+                      help="worker: seconds to keep retrying an unreachable chief (default 60)")
     tune.set_defaults(handler=cmd_tune)
     return parser
 
@@ -104,6 +135,74 @@ def _add_store_args(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _add_results_commands(sub) -> None:
+    """ui, compare, serve, server: looking at runs, serving models, sharing a tracking server."""
+    ui = sub.add_parser("ui", help="MLflow's UI on the suite's store (loopback by default; Ctrl-C stops it)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--store", default="mlruns", type=Path, help="store folder holding mlflow.db (default mlruns)")
+    ui.add_argument("--backend-store-uri", help="a database URI instead of --store, e.g. sqlite:///other/mlflow.db")
+    ui.add_argument("--artifacts-destination", help="artifact folder for runs created from the UI "
+                                                   "(default <store>/artifacts)")
+    ui.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    ui.set_defaults(handler=cmd_ui)
+
+    compare = sub.add_parser("compare", help="terminal table of a pipeline's last runs: differing params, "
+                                             "metrics, duration, UI links")
+    compare.add_argument("pipeline", help="pipeline (experiment) name, e.g. image-classification")
+    compare.add_argument("--last", type=int, default=5, help="how many recent runs (default 5)")
+    compare.add_argument("--ui-url", help="base URL of the MLflow UI for links (default: the tracking server, "
+                                          "else http://127.0.0.1:5000 as `deepsuite ui` starts it)")
+    _add_store_args(compare)
+    compare.set_defaults(handler=cmd_compare)
+
+    serve = sub.add_parser("serve", help="REST scoring server on raw inputs: POST JSON to /invocations",
+                           description="Serve a trained model: POST /invocations with JSON such as "
+                                       '{"inputs": [...]}, {"prompt": ...} or {"user": ...}; see common/serve.py.')
+    serve.add_argument("model", help="MLflow run id, runs:/<id>, models:/<name>@<alias> or an export/ folder")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    _add_store_args(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+    server = sub.add_parser("server", help="shared MLflow tracking server on a database (PostgreSQL) for a team")
+    server.add_argument("--backend-store-uri", required=True,
+                        help="database URI, e.g. postgresql://mlflow:PASSWORD@localhost:5432/mlflow")
+    server.add_argument("--artifacts-destination", default="mlartifacts",
+                        help="where the server keeps artifacts: a folder or s3://... (default ./mlartifacts)")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the team)")
+    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
+    server.add_argument("--allowed-hosts", help="Host headers to accept when exposed, e.g. mlflow.example.com")
+    server.set_defaults(handler=cmd_server)
+
+
+def cmd_ui(args) -> int:
+    from common.ui import start_ui
+
+    return start_ui(args.store, args.host, args.port, args.backend_store_uri, args.artifacts_destination,
+                    args.workers)
+
+
+def cmd_compare(args) -> int:
+    from common.compare import compare
+
+    return compare(args.pipeline, args.last, args.tracking_uri, args.store, args.ui_url)
+
+
+def cmd_serve(args) -> int:
+    from common.serve import serve
+
+    return serve(args.model, args.host, args.port, args.tracking_uri, args.store)
+
+
+def cmd_server(args) -> int:
+    from common.team_server import start_server
+
+    return start_server(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers,
+                        args.allowed_hosts)
 
 
 def cmd_list(args) -> int:
@@ -127,8 +226,11 @@ def cmd_run(args) -> int:
         return 0
     from common import runner
 
+    resume = args.resume
+    if resume == "last":
+        resume = runner.find_last_unfinished(pipeline, config, args.tracking_uri, args.store)
     result = runner.run(pipeline, config, tracking_uri=args.tracking_uri, store_dir=args.store,
-                        resume_run_id=args.resume)
+                        resume_run_id=resume)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     print(f"done: {pipeline.name} run {result.run_name} ({result.run_id})\n  {metrics}\n"
           f"  model: {result.model_path}\n  report: {result.report_path}")
@@ -157,7 +259,10 @@ def format_result(result: dict) -> str:
 
 
 def cmd_tune(args) -> int:
-    raise DeepsuiteError("`deepsuite tune` is not implemented yet (see the hyperparameter-search issue)")
+    from tuning.search import SearchOptions, run_search
+
+    run_search(SearchOptions.from_namespace(args))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,7 +139,9 @@ def resolve(
     chosen = preset or set_layer.get("preset") or file_layer.get("preset") or "default"
     if not isinstance(chosen, str) or chosen not in presets:
         raise ConfigError(_unknown("preset", chosen, list(presets)))
-    merged = deep_merge({}, presets[chosen])
+    # Start from the pipeline's own defaults (a pipeline may default train.epochs=15, say): merging a
+    # partial section into nothing would fall back to the generic section defaults instead.
+    merged = deep_merge(config_cls().model_dump(), presets[chosen])
     merged = deep_merge(merged, file_layer)
     merged = deep_merge(merged, set_layer)
     merged["preset"] = chosen

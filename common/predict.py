@@ -10,6 +10,7 @@ from common.errors import DeepsuiteError
 from common.runner import EXPORT_DIR, METADATA_FILE
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
+MODEL_URI = re.compile(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))/?$")  # registry: name@alias or name/version
 
 
 def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Path:
@@ -22,6 +23,13 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
             if (candidate / "model.keras").exists():
                 return candidate
         raise DeepsuiteError(f"{path} has no model.keras (expected an export folder from `deepsuite run`)")
+    model_match = MODEL_URI.match(target)
+    if model_match:  # models:/<name>@<alias> or models:/<name>/<version>: fetch the producing run's export
+        from common.tracking import Tracker
+
+        tracker = Tracker(tracking_uri, store_dir)
+        name, alias, version = model_match.groups()
+        return tracker.download(tracker.model_version_run(name, alias=alias, version=version), EXPORT_DIR)
     match = RUN_ID.match(target)
     if match:
         from common.tracking import Tracker
@@ -29,7 +37,7 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
         tracker = Tracker(tracking_uri, store_dir)
         tracker.get_run(match.group(2))
         return tracker.download(match.group(2), EXPORT_DIR)
-    raise DeepsuiteError(f"{target!r} is neither a model file/folder nor an MLflow run id")
+    raise DeepsuiteError(f"{target!r} is neither a model file/folder, an MLflow run id nor a models:/<name>@<alias> URI")
 
 
 def load_export(folder: Path) -> tuple[Any, dict]:

@@ -43,23 +43,32 @@ class RunResult:
 def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         store_dir: Path = DEFAULT_STORE, echo: Callable[[str], None] = print,
         resume_run_id: str | None = None) -> RunResult:
-    echo(f"deepsuite {pipeline.name} - resolved config:\n{to_yaml(config)}")
+    """Run `pipeline` end to end; with `resume_run_id`, continue that run from its last saved epoch."""
     ensure_writable(cache_root(getattr(config.data, "cache_dir", None)), "cache")
     tracker = Tracker(tracking_uri, store_dir)
+    experiment = config.tracking.experiment or pipeline.name
+    if resume_run_id:
+        run_name, config, logged_steps = _prepare_resume(pipeline, tracker, store_dir, resume_run_id, echo)
+    else:
+        run_name = config.tracking.run_name or f"{pipeline.run_name(config)}-{datetime.now():%m%d-%H%M%S}"
+        logged_steps = set()
+        _mention_interrupted_runs(tracker, experiment, store_dir, echo)
+    echo(f"deepsuite {pipeline.name} - resolved config:\n{to_yaml(config)}")
     env_tags = backend.configure(config.seed, config.deterministic, config.train.mixed_precision)
 
-    run_name = config.tracking.run_name or f"{pipeline.run_name(config)}-{datetime.now():%m%d-%H%M%S}"
     tags = {PIPELINE_TAG: pipeline.name, "deepsuite.preset": config.preset, **env_tags}
-    tracker.start(config.tracking.experiment or pipeline.name, run_name, tags,
-                  description=f"{pipeline.description} (preset {config.preset})", resume_run_id=resume_run_id)
+    tracker.start(experiment, run_name, tags, description=f"{pipeline.description} (preset {config.preset})",
+                  resume_run_id=resume_run_id)
     run_id = tracker.run_id
     work_dir = ensure_writable(Path(store_dir) / "work" / run_id, "run work")
+    (work_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")  # what --resume reloads
     echo(f"MLflow run {run_name} ({run_id}) in {tracker.uri}")
     try:
+        tracker.set_tags({"deepsuite.resumed": "true"} if resume_run_id else {})
         tracker.log_params(flatten(config.model_dump(mode="json")))
-        result = _run_stages(pipeline, config, tracker, work_dir, echo)
+        result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps)
     except KeyboardInterrupt:
-        tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
+        tracker.end("KILLED", "interrupted by the user (Ctrl-C); resume with --resume " + run_id)
         raise
     except BaseException as exc:
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
@@ -68,16 +77,56 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
     return RunResult(run_id=run_id, run_name=run_name, **result)
 
 
+def _prepare_resume(pipeline: Pipeline, tracker: Tracker, store_dir: Path, run_id: str,
+                    echo: Callable[[str], None]) -> tuple[str, RunConfig, set[int]]:
+    """Check the run can be resumed; return its name, its own saved config and the epochs already logged."""
+    from common.config import load_yaml, validate
+
+    previous = tracker.get_run(run_id)
+    owner = previous.data.tags.get(PIPELINE_TAG)
+    if owner != pipeline.name:
+        raise DeepsuiteError(f"run {run_id} belongs to pipeline {owner!r}, not {pipeline.name!r}")
+    if previous.info.status == "FINISHED":
+        raise DeepsuiteError(f"run {run_id} already finished; start a new run instead of --resume")
+    saved = Path(store_dir) / "work" / run_id / "config.yaml"
+    if not saved.exists():
+        raise DeepsuiteError(f"run {run_id} has no saved config at {saved}; it cannot be resumed from this store")
+    config = validate(pipeline.config_cls, load_yaml(saved))
+    logged = {step for step, _ in tracker.metric_history(run_id, "loss")}
+    echo(f"resuming run {previous.info.run_name} ({run_id}) after {len(logged)} logged epoch(s), "
+         f"with its own saved config")
+    return previous.info.run_name, config, logged
+
+
+def _mention_interrupted_runs(tracker: Tracker, experiment: str, store_dir: Path, echo) -> None:
+    for run in tracker.unfinished_runs(experiment)[:1]:
+        if (Path(store_dir) / "work" / run.info.run_id / "backup").exists():
+            echo(f"note: run {run.info.run_name} ({run.info.run_id}) was interrupted; "
+                 f"continue it with --resume {run.info.run_id} (or --resume last)")
+
+
+def find_last_unfinished(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None,
+                         store_dir: Path = DEFAULT_STORE) -> str:
+    """The most recent interrupted run of this pipeline that left a training backup."""
+    tracker = Tracker(tracking_uri, store_dir)
+    for run in tracker.unfinished_runs(config.tracking.experiment or pipeline.name):
+        if (Path(store_dir) / "work" / run.info.run_id / "backup").exists():
+            return run.info.run_id
+    raise DeepsuiteError(f"no interrupted {pipeline.name} run with a saved backup in {store_dir}")
+
+
 def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_dir: Path,
-                echo: Callable[[str], None]) -> dict[str, Any]:
+                echo: Callable[[str], None], logged_steps: set[int]) -> dict[str, Any]:
     started = time.time()
     splits = pipeline.load_data(config)
-    _log_dataset(tracker, splits)
+    if not logged_steps:
+        _log_dataset(tracker, splits)
     echo(f"data: {splits.info.name} from {splits.info.source} - "
          + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()))
 
     model = pipeline.build_model(config, splits)
-    history, fit_seconds = fit_model(pipeline, model, splits, config, tracker, work_dir)
+    history, fit_seconds = fit_model(pipeline, model, splits, config, tracker, work_dir,
+                                     logged_steps=logged_steps)
     tracker.log_metrics({"fit_seconds": fit_seconds})
 
     evaluation = pipeline.evaluate(model, splits, config)
@@ -107,20 +156,26 @@ def _log_dataset(tracker: Tracker, splits: Splits) -> None:
 
 
 def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker | None,
-              work_dir: Path, extra_callbacks: tuple = ()):
+              work_dir: Path, extra_callbacks: tuple = (), logged_steps: set[int] = frozenset(),
+              initial_epoch: int = 0):
     """fit() with the suite's callbacks: resume backup, NaN stop, MLflow epoch logging, early stopping.
 
     Returns (history dict, fit seconds); raises TrainingDiverged on a NaN/inf loss. Tuning trials call
-    this too (with their own tracker and callbacks), so every fit in the suite behaves the same.
+    this too (with their own tracker and callbacks), so every fit in the suite behaves the same;
+    `initial_epoch` lets a Hyperband trial continue a previous one from that epoch up to train.epochs.
     """
     import keras
 
+    from common.callbacks import AtomicBackupAndRestore
+
     train = config.train
     data = pipeline.fit_data(splits, config)
+    # The epoch logger runs before the backup is written: a kill between the two re-runs that epoch on
+    # resume, and the logger skips the steps already logged, so no epoch is missing or duplicated.
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
-        *([tracker.epoch_logger()] if tracker is not None else []),
+        *([tracker.epoch_logger(skip_steps=logged_steps)] if tracker is not None else []),
+        AtomicBackupAndRestore(work_dir / "backup"),
         *extra_callbacks,
     ]
     if train.early_stopping_patience and data.validation_data is not None:
@@ -132,7 +187,7 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     fit_kwargs = {} if isinstance(data.x, keras.utils.PyDataset) else {"batch_size": train.batch_size}
     history = model.fit(data.x, data.y, validation_data=data.validation_data, epochs=train.epochs,
                         class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch,
-                        callbacks=callbacks, verbose=train.verbose, **fit_kwargs)
+                        callbacks=callbacks, verbose=train.verbose, initial_epoch=initial_epoch, **fit_kwargs)
     fit_seconds = time.time() - started
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):

@@ -63,6 +63,19 @@ class Tracker:
         self.mlflow = _mlflow()
         self.mlflow.set_tracking_uri(self.uri)
         self.run_id: str | None = None
+        if _is_local_store(self.uri):
+            self._initialise_local_store(db_path.parent)
+
+    def _initialise_local_store(self, folder: Path) -> None:
+        """Create/migrate the sqlite schema under a file lock: concurrent first runs would race on it."""
+        import fcntl
+
+        with open(folder / ".init.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.mlflow.MlflowClient().search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- experiments and runs -------------------------------------------------------------------
 
@@ -175,14 +188,16 @@ class Tracker:
             self.mlflow.log_artifacts(str(local), "model")
         return f"runs:/{self.run_id}/model"
 
-    def epoch_logger(self, initial_step: int = 0):
-        """A Keras callback that logs every epoch's metrics at step=epoch (no duplicates on resume)."""
+    def epoch_logger(self, skip_steps=frozenset()):
+        """A Keras callback that logs every epoch's metrics at step=epoch+1, skipping steps already logged."""
         import keras
 
         tracker = self
 
         class MlflowEpochLogger(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
+                if epoch + 1 in skip_steps:
+                    return
                 metrics = {k: v for k, v in (logs or {}).items() if k != "learning_rate"}
                 optimizer = getattr(self.model, "optimizer", None)
                 if optimizer is not None:
@@ -199,6 +214,15 @@ class Tracker:
         except self.mlflow.exceptions.MlflowException:
             raise DeepsuiteError(f"no run {run_id!r} in the MLflow store {self.uri}") from None
 
+    def unfinished_runs(self, experiment: str) -> list:
+        """Runs of `experiment` that never finished (killed process, Ctrl-C, failure), newest first."""
+        found = self.mlflow.MlflowClient().get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        return self.mlflow.search_runs([found.experiment_id], output_format="list",
+                                       filter_string="attributes.status != 'FINISHED'",
+                                       order_by=["attributes.start_time DESC"], max_results=20)
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         history = self.mlflow.MlflowClient().get_metric_history(run_id, key)
         return [(m.step, m.value) for m in history]
@@ -211,9 +235,107 @@ class Tracker:
             raise DeepsuiteError(f"run {run_id}: cannot fetch artifact {artifact_path!r} ({exc})") from None
         return Path(local)
 
+    # -- searches: parent/child runs addressed by id, the model registry (used by tuning/) ------
+
+    def start_child(self, experiment: str, run_name: str, tags: Mapping[str, str], parent_run_id: str,
+                    resume_run_id: str | None = None) -> str:
+        """Start, or reopen after a crash, a run nested under `parent_run_id`.
+
+        Works whether the parent is this process's active run (one-process search) or lives in another
+        process (a distributed worker), so every trial is logged the same way.
+        """
+        mlflow = self.mlflow
+        if resume_run_id:
+            run = mlflow.start_run(run_id=resume_run_id, nested=True, tags=dict(tags))
+        else:
+            run = mlflow.start_run(experiment_id=self.experiment_id(experiment), run_name=run_name,
+                                   tags=dict(tags), nested=True, parent_run_id=parent_run_id)
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def find_runs(self, experiment: str, tags: Mapping[str, str], max_results: int = 1000) -> list:
+        """Runs of `experiment` carrying all of `tags` (exact values), newest first."""
+        found = self.mlflow.MlflowClient().get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+        return self.mlflow.MlflowClient().search_runs(
+            [found.experiment_id], filter_string=" and ".join(clauses), max_results=max_results,
+            order_by=["attributes.start_time DESC"])
+
+    def log_metrics_to(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log to a run by id (not the active run): a search's parent while a trial's run is active."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        if batch:
+            self.mlflow.MlflowClient().log_batch(run_id, metrics=batch)
+
+    def set_tags_on(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.mlflow.MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def end_run_by_id(self, run_id: str, status: str, reason: str | None = None) -> None:
+        """Close a run that is not this process's active run (FINISHED, FAILED or KILLED)."""
+        client = self.mlflow.MlflowClient()
+        if reason:
+            client.set_tag(run_id, RUN_STATUS_TAG, reason[:5000])
+        client.set_terminated(run_id, status=status)
+
+    def register_model(self, model_uri: str, name: str, alias: str, tags: Mapping[str, Any] = {}) -> str:
+        """Register `model_uri` as a new version of model `name`, point `alias` at it; return the version."""
+        client = self.mlflow.MlflowClient()
+        try:
+            client.get_registered_model(name)
+        except self.mlflow.exceptions.MlflowException:
+            try:
+                client.create_registered_model(name)
+            except self.mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent search
+                pass
+        run_id = model_uri.removeprefix("runs:/").split("/")[0] if model_uri.startswith("runs:/") else None
+        source = model_uri
+        if run_id:
+            source = f"{self.mlflow.get_run(run_id).info.artifact_uri}/{model_uri.split('/', 2)[2]}"
+        version = client.create_model_version(name, source, run_id=run_id,
+                                              tags={k: str(v) for k, v in tags.items()})
+        client.set_registered_model_alias(name, alias, version.version)
+        return str(version.version)
+
+    def model_version_run(self, name: str, alias: str | None = None, version: str | None = None) -> str:
+        """The run that produced `models:/<name>@<alias>` or `models:/<name>/<version>`."""
+        client = self.mlflow.MlflowClient()
+        try:
+            found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        except self.mlflow.exceptions.MlflowException:
+            which = f"@{alias}" if alias else f"/{version}"
+            raise DeepsuiteError(f"no registered model models:/{name}{which} in {self.uri} "
+                                 "(`deepsuite tune` registers one as models:/<pipeline>@best)") from None
+        if not found.run_id:
+            raise DeepsuiteError(f"models:/{name} version {found.version} was not produced by a run of this store")
+        return found.run_id
+
 
 @contextmanager
 def quiet_mlflow() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def recent_runs(tracker: Tracker, experiment: str, last: int) -> tuple[str | None, list]:
+    """(experiment id, its newest `last` runs, newest first) for `deepsuite compare`; (None, []) if absent.
+
+    Returns MLflow Run objects (info: run_id, run_name, status, start/end times; data: params, metrics)
+    so callers read them without importing mlflow.
+    """
+    found = tracker.mlflow.MlflowClient().get_experiment_by_name(experiment)
+    if found is None:
+        return None, []
+    runs = tracker.mlflow.MlflowClient().search_runs([found.experiment_id], max_results=last,
+                                                      order_by=["attributes.start_time DESC"])
+    return found.experiment_id, list(runs)

@@ -93,3 +93,10 @@ def test_values_are_typed_from_yaml_scalars():
 def test_flatten_gives_dotted_params():
     flat = flatten(build("smoke").model_dump(mode="json"))
     assert flat["train.epochs"] == 2 and flat["model.widths"] == [8, 16] and "data.source" in flat
+
+
+def test_partial_section_keeps_pipeline_defaults():
+    """--set on one train key must not reset the pipeline's other train defaults to generic ones."""
+    defaults = ImageClassificationConfig()
+    config = build(overrides=["train.early_stopping_patience=0"])
+    assert config.train.epochs == defaults.train.epochs and config.train.learning_rate == defaults.train.learning_rate

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.config import RunConfig, Section, TrainConfig
 
@@ -23,13 +23,26 @@ class ImageData(Section):
 class CnnModel(Section):
     kind: Literal["cnn"] = "cnn"
     widths: list[int] = Field([32, 64, 128], min_length=1, max_length=6, description="filters per stage")
-    blocks_per_stage: int = Field(1, ge=1, le=4)
+    blocks_per_stage: int | list[int] = Field(1, description="conv blocks per stage: one number, or one per stage")
+    head: Literal["flatten", "gap"] = Field("flatten", description="flatten keeps where features are (small "
+                                                                 "images); global average pooling is size-free")
     dense_units: int = Field(256, ge=0, description="hidden units before the classifier; 0 for none")
     dropout: float = Field(0.3, ge=0, lt=1)
     augment: bool = Field(True, description="random horizontal flip and shifts (training only)")
     translate: float = Field(0.1, ge=0, le=0.5, description="max random shift, as a fraction of size")
     horizontal_flip: bool = True
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+
+
+    @model_validator(mode="after")
+    def _blocks_match_stages(self):
+        blocks = self.blocks_per_stage
+        if isinstance(blocks, list) and len(blocks) != len(self.widths):
+            raise ValueError(f"model.blocks_per_stage has {len(blocks)} entries but model.widths has "
+                             f"{len(self.widths)} stages")
+        if any(b < 1 or b > 4 for b in (blocks if isinstance(blocks, list) else [blocks])):
+            raise ValueError("model.blocks_per_stage values must be between 1 and 4")
+        return self
 
 
 class ImageClassificationConfig(RunConfig):

@@ -1,7 +1,7 @@
 """A small modern CNN that takes raw uint8 images: rescale and augmentation live inside the model.
 
     uint8 (H, W, C) -> Rescaling -> [flip, shift] -> stages of (Conv-BN-ReLU) x blocks, max-pool between
-    -> global average pool -> [Dense-BN-ReLU] -> Dropout -> softmax over classes
+    -> flatten (or global average pool) -> [Dense-BN-ReLU] -> Dropout -> softmax over classes
 """
 from __future__ import annotations
 
@@ -20,14 +20,16 @@ def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: CnnMo
         if config.translate > 0:
             x = layers.RandomTranslation(config.translate, config.translate, fill_mode="constant",
                                          name="random_shift")(x)
-    for stage, width in enumerate(config.widths):
-        for block in range(config.blocks_per_stage):
+    blocks = config.blocks_per_stage
+    blocks = blocks if isinstance(blocks, list) else [blocks] * len(config.widths)
+    for stage, (width, count) in enumerate(zip(config.widths, blocks)):
+        for block in range(count):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{block}")(x)
             x = layers.BatchNormalization(name=f"bn{stage}_{block}")(x)
             x = layers.ReLU(name=f"relu{stage}_{block}")(x)
         if stage < len(config.widths) - 1 and min(x.shape[1], x.shape[2]) >= 4:
             x = layers.MaxPooling2D(name=f"pool{stage}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Flatten(name="flatten")(x) if config.head == "flatten" else layers.GlobalAveragePooling2D(name="gap")(x)
     if config.dense_units:
         x = layers.Dense(config.dense_units, use_bias=False, name="dense")(x)
         x = layers.BatchNormalization(name="dense_bn")(x)

@@ -1,0 +1,125 @@
+"""Hostile input: the config layer and the image loaders never crash with a traceback.
+
+Property-based (hypothesis): whatever keys, types, nesting or YAML oddities arrive, resolution either
+returns a fully validated config or raises ConfigError with a message.
+"""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from common.config import ConfigError, resolve
+from common.data.images import MAX_PIXELS, load_class_folders, read_image
+from common.errors import DataError
+from pipelines.image_classification.config import PRESETS, ImageClassificationConfig
+
+KNOWN = ["seed", "preset", "deterministic", "train", "model", "data", "tracking", "train.epochs", "train.batch_size",
+         "train.optimizer", "model.dropout", "model.widths", "model.blocks_per_stage", "data.source",
+         "data.image_size", "data.val_fraction", "tracking.run_name"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                    st.text(max_size=20))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+keys = st.one_of(st.sampled_from(KNOWN), st.text(alphabet=string.ascii_letters + "._-", min_size=1, max_size=25))
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check(config) -> None:
+    """A returned config must satisfy the model's own validation (no unvalidated value slips through)."""
+    again = ImageClassificationConfig.model_validate(config.model_dump())
+    assert again == config
+    assert config.train.epochs >= 1 and 0 <= config.model.dropout < 1
+
+
+@SETTINGS
+@given(st.lists(st.tuples(keys, values), max_size=5))
+def test_random_set_overrides(pairs):
+    overrides = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for key, value in pairs]
+    try:
+        check(resolve(ImageClassificationConfig, PRESETS, None, None, overrides))
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@SETTINGS
+@given(st.text(max_size=40))
+def test_random_set_strings(raw):
+    try:
+        check(resolve(ImageClassificationConfig, PRESETS, None, None, [raw]))
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@SETTINGS
+@given(st.one_of(st.dictionaries(keys, values, max_size=6), values))
+def test_random_yaml_documents(tmp_path_factory, document):
+    path = tmp_path_factory.mktemp("yaml") / "config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    try:
+        check(resolve(ImageClassificationConfig, PRESETS, None, path, []))
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@pytest.mark.parametrize("text", [
+    "!!python/object/apply:os.system ['echo hacked']",  # unsafe tags are refused, not executed
+    "train: &a {epochs: 3}\nmodel: *a",                  # anchors into the wrong section
+    "train:\n  epochs: 1e400",                           # overflow to inf
+    "\xff\xfe binary",
+    "--- \n--- \n",                                      # several documents
+    "train: {epochs: .nan}",
+    "? [complex, key]\n: 1",
+])
+def test_yaml_oddities(tmp_path, text):
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text)
+    with pytest.raises(ConfigError):
+        resolve(ImageClassificationConfig, PRESETS, None, path, [])
+
+
+def test_image_loader_faces_bad_files(tmp_path):
+    truncated = tmp_path / "truncated.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(DataError, match="truncated.png"):
+        read_image(truncated)
+    wrong = tmp_path / "really-a-text.jpg"
+    wrong.write_text("hello")
+    with pytest.raises(DataError, match="not an image file"):
+        read_image(wrong)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty.png"):
+        read_image(empty)
+
+
+def test_huge_image_is_refused_by_size_not_memory(tmp_path):
+    side = int(MAX_PIXELS ** 0.5) + 1
+    huge = tmp_path / "huge.png"
+    Image.new("1", (side, side)).save(huge)  # 1-bit: small on disk, 256 Mpixel when decoded
+    with pytest.raises(DataError, match="too large"):
+        read_image(huge)
+
+
+def test_sixteen_bit_png_is_rescaled(tmp_path):
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(deep)
+    assert read_image(deep, channels=1).max() == 255
+
+
+def test_unicode_paths_work(tmp_path):
+    root = tmp_path / "données" / "imágenes"
+    for label in ("chat 猫", "chien"):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((10, 10, 3), 30 * i, np.uint8)).save(root / label / f"é{i}.png")
+    x, y, names = load_class_folders(root, (8, 8), 3)
+    assert x.shape == (4, 8, 8, 3) and names == ["chat 猫", "chien"] and list(y) == [0, 0, 1, 1]

@@ -1,0 +1,147 @@
+"""Reliability: resume after SIGKILL, failures recorded, concurrent runs, reproducibility, disk errors."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from common.data import labeled_images
+from tests.support.cli import REPO, run_cli
+
+pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+SMOKE = ["run", "image-classification", "--preset", "smoke"]
+
+
+def client(folder: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+
+
+def runs(folder: Path):
+    c = client(folder)
+    experiment = c.get_experiment_by_name("image-classification")
+    return c.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged_epochs(folder: Path) -> int:
+    """Epochs logged so far, read straight from the sqlite store (no MLflow client in the loop)."""
+    db = folder / "mlruns" / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("select count(*) from metrics where key='val_loss'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+LONGER = ["--set", "train.epochs=5", "--set", "data.max_train_samples=6000", "--set", "train.early_stopping_patience=0"]
+
+
+def test_resume_after_sigkill_mid_epoch(tmp_path):
+    proc = start_cli([*SMOKE, *LONGER], tmp_path)
+    wait_for(lambda: logged_epochs(tmp_path) >= 2, 300, proc)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = runs(tmp_path)
+    assert killed.info.status == "RUNNING"  # a killed process cannot say goodbye
+    done_before = logged_epochs(tmp_path)
+    assert 2 <= done_before < 5
+
+    hint = run_cli([*SMOKE, "--show-config"], cwd=tmp_path)
+    assert hint.code == 0
+    resumed = run_cli([*SMOKE, "--resume", "last"], cwd=tmp_path)
+    assert resumed.code == 0, resumed.err[-3000:]
+    assert f"resuming run {killed.info.run_name}" in resumed.out
+
+    (run,) = runs(tmp_path)  # the same run, not a new one
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    for key in ("loss", "val_loss", "accuracy"):
+        steps = [m.step for m in client(tmp_path).get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [1, 2, 3, 4, 5], (key, steps)  # none missing, none duplicated
+    assert run.data.params["train.epochs"] == "5"  # the saved config, not the CLI's smoke default
+    assert "test_accuracy" in run.data.metrics
+    assert {"export", "model"} <= {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+
+
+def test_nan_loss_marks_run_failed_without_model(tmp_path):
+    result = run_cli([*SMOKE, "--set", "train.learning_rate=10", "--set", "train.optimizer=sgd",
+                      "--set", "train.weight_decay=0", "--set", "model.augment=false"], cwd=tmp_path)
+    assert result.code == 2, result.err[-2000:]
+    assert "training loss became nan" in result.err.lower() or "loss became inf" in result.err.lower()
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FAILED" and "TrainingDiverged" in run.data.tags["deepsuite.status_reason"]
+    assert not {"export", "model"} & {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+
+
+def test_ctrl_c_marks_run_killed(tmp_path):
+    proc = start_cli([*SMOKE, *LONGER], tmp_path)
+    wait_for(lambda: logged_epochs(tmp_path) >= 1, 300, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
+    (run,) = runs(tmp_path)
+    assert run.info.status == "KILLED" and "Ctrl-C" in run.data.tags["deepsuite.status_reason"]
+    assert not {"export", "model"} & {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+
+
+def test_three_concurrent_runs_share_one_store(tmp_path):
+    procs = [start_cli([*SMOKE, "--set", f"seed={seed}"], tmp_path) for seed in (1, 2, 3)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1500:] for o in outputs]
+    finished = runs(tmp_path)
+    assert len(finished) == 3 and all(r.info.status == "FINISHED" for r in finished)
+    for run in finished:
+        steps = [m.step for m in client(tmp_path).get_metric_history(run.info.run_id, "val_loss")]
+        assert steps == [1, 2] and "test_accuracy" in run.data.metrics
+
+
+def test_same_seed_same_metrics(tmp_path):
+    first = run_cli([*SMOKE, "--set", "seed=7"], cwd=tmp_path)
+    second = run_cli([*SMOKE, "--set", "seed=7"], cwd=tmp_path)
+    assert first.code == 0 and second.code == 0
+    a, b = runs(tmp_path)
+    assert a.data.tags["determinism"] == "tf.enable_op_determinism"
+    for key in ("test_accuracy", "test_log_loss"):
+        assert a.data.metrics[key] == b.data.metrics[key], key
+    other = run_cli([*SMOKE, "--set", "seed=8"], cwd=tmp_path)
+    assert other.code == 0
+    c = next(r for r in runs(tmp_path) if r.data.tags["seed"] == "8")
+    assert c.data.metrics["test_log_loss"] != a.data.metrics["test_log_loss"]  # the seed matters
+
+
+@pytest.mark.parametrize("which", ["store", "cache"])
+def test_unwritable_directory_fails_before_training(tmp_path, which):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    args = [*SMOKE, "--store", str(blocker / "mlruns")] if which == "store" else \
+        [*SMOKE, "--set", f"data.cache_dir={blocker / 'cache'}"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "not writable" in result.err or "cannot be created" in result.err
+    assert "Epoch" not in result.out
