@@ -184,7 +184,7 @@ class Tracker:
             local = Path(tmp) / "model"
             local.mkdir()
             self.mlflow.keras.save_model(model, str(local), signature=signature, input_example=input_example,
-                                         metadata=dict(metadata))
+                                         metadata=dict(metadata), pip_requirements=_model_requirements())
             self.mlflow.log_artifacts(str(local), "model")
         return f"runs:/{self.run_id}/model"
 
@@ -318,6 +318,26 @@ class Tracker:
         if not found.run_id:
             raise DeepsuiteError(f"models:/{name} version {found.version} was not produced by a run of this store")
         return found.run_id
+
+
+def _model_requirements() -> list[str]:
+    """The serving environment, stated instead of inferred: MLflow's inference re-imports the model in
+    a subprocess (several seconds and a second TensorFlow in memory for every run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import keras
+
+    wanted = ["keras", "mlflow", "numpy", keras.backend.backend() if keras.backend.backend() != "tensorflow"
+              else "tensorflow"]
+    pins = []
+    for name in wanted:
+        for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
+            try:
+                pins.append(f"{name}=={version(dist)}")
+                break
+            except PackageNotFoundError:
+                continue
+    return pins
 
 
 @contextmanager
