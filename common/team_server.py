@@ -1,0 +1,107 @@
+"""`deepsuite server`: a shared MLflow tracking server on a database, for a team.
+
+It is `mlflow server` with a database backend (PostgreSQL is the documented one) and proxied
+artifacts: clients send files through the server (`mlflow-artifacts:/`), so they need no access to the
+artifact store, only `--tracking-uri http://<server>:<port>`. What this wrapper adds is checking the
+things people get wrong before MLflow prints a long traceback: a missing database driver, a database
+that does not answer, a busy port, an artifacts folder that cannot be written.
+
+PostgreSQL in two commands (Debian/Ubuntu):
+    sudo -u postgres createuser --pwprompt mlflow && sudo -u postgres createdb --owner mlflow mlflow
+    deepsuite server --backend-store-uri postgresql://mlflow:<password>@localhost/mlflow \\
+        --artifacts-destination /srv/mlartifacts --host 0.0.0.0 --port 5000
+then on every machine: `deepsuite run <pipeline> --tracking-uri http://<server>:5000`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+from common.errors import DeepsuiteError
+from common.ui import LOOPBACK, NO_GENAI_JOBS, ensure_port_free, mlflow_cli, run_mlflow_server, url_for
+
+# scheme -> (the Python driver module SQLAlchemy uses by default, the pip package that provides it)
+DRIVERS = {"postgresql": ("psycopg2", "psycopg2-binary"), "mysql": ("MySQLdb", "mysqlclient"),
+           "mssql": ("pyodbc", "pyodbc"), "sqlite": (None, None)}
+
+
+def check_backend(uri: str, connect_timeout_s: int = 10) -> None:
+    """Refuse a URI MLflow cannot use, a missing driver, or a database that does not answer."""
+    scheme, _, dialect = urllib.parse.urlsplit(uri).scheme.partition("+")
+    if scheme not in DRIVERS:
+        raise DeepsuiteError(f"--backend-store-uri {redact(uri)}: use a database URI such as "
+                             "postgresql://user:password@host:5432/mlflow (schemes: "
+                             f"{', '.join(DRIVERS)})")
+    module, package = DRIVERS[scheme]
+    if module and not dialect and importlib.util.find_spec(module) is None:
+        raise DeepsuiteError(f"{scheme} needs the {module} driver: pip install {package}")
+    from sqlalchemy import create_engine, text  # MLflow's own database layer
+
+    args = {"connect_timeout": connect_timeout_s} if scheme == "postgresql" and not dialect else {}
+    try:
+        engine = create_engine(uri, connect_args=args)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - drivers raise their own types
+        first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeepsuiteError(f"cannot connect to {redact(uri)}: {first_line}") from None
+
+
+def check_artifacts(destination: str) -> str:
+    """A local folder is created and must be writable; object stores (s3://, gs://...) pass through."""
+    parsed = urllib.parse.urlsplit(destination)
+    if parsed.scheme not in ("", "file"):
+        return destination
+    folder = Path(parsed.path if parsed.scheme else destination).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeepsuiteError(f"--artifacts-destination {folder}: cannot create it ({exc.strerror}); "
+                             "choose a folder the server's user can write") from None
+    if not os.access(folder, os.W_OK):
+        raise DeepsuiteError(f"--artifacts-destination {folder} is not writable by this user")
+    return str(folder.resolve())
+
+
+def redact(uri: str) -> str:
+    """The URI with its password hidden, for messages and banners."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def server_command(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
+                   allowed_hosts: str | None = None) -> list[str]:
+    return [*mlflow_cli(), "server", "--backend-store-uri", backend_store_uri,
+            "--artifacts-destination", artifacts_destination, "--serve-artifacts",
+            "--host", host, "--port", str(port), "--workers", str(workers),
+            *(["--allowed-hosts", allowed_hosts] if allowed_hosts else [])]
+
+
+def start_server(backend_store_uri: str, artifacts_destination: str, host: str = LOOPBACK, port: int = 5000,
+                 workers: int = 4, allowed_hosts: str | None = None, echo: Callable[[str], None] = print) -> int:
+    """`deepsuite server`: run the shared tracking server until Ctrl-C."""
+    if workers < 1:
+        raise DeepsuiteError(f"--workers {workers}: need at least 1")
+    ensure_port_free(host, port, "the server")
+    check_backend(backend_store_uri)
+    artifacts = check_artifacts(artifacts_destination)
+    command = server_command(backend_store_uri, artifacts, host, port, workers, allowed_hosts)
+    exposed = host not in (LOOPBACK, "localhost", "::1")
+
+    def banner(url: str) -> str:
+        shown = url if not exposed else f"http://<this machine's name>:{port}"
+        return (f"MLflow tracking server on {redact(backend_store_uri)}, artifacts in {artifacts}\n"
+                f"  UI: {url}  (press Ctrl-C to stop)\n"
+                f"  clients: deepsuite run <pipeline> --tracking-uri {shown}  "
+                f"(or export MLFLOW_TRACKING_URI={shown})"
+                + ("\n  warning: no authentication: anyone who can reach this port can read and delete runs "
+                   "(put it behind a VPN or an authenticating proxy)" if exposed else ""))
+
+    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=dict(NO_GENAI_JOBS))

@@ -1,0 +1,218 @@
+"""`deepsuite ui`: MLflow's own UI/server on the suite's store, started and stopped cleanly.
+
+The suite keeps runs in `<store>/mlflow.db` (sqlite) with artifacts under `<store>/artifacts`, so the
+UI is simply `mlflow server` pointed at those two places. We launch the `mlflow` CLI as a child
+process (this module never imports mlflow) in its own process group: Ctrl-C reaches only us, and we
+stop the whole group (uvicorn and its workers) so nothing is left holding the port.
+`deepsuite server` (common/team_server.py) reuses `run_mlflow_server` with a database backend.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Sequence
+
+from common.errors import DeepsuiteError
+
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT_S = 180.0
+# MLflow 3's server starts a job runner with seven huey consumers for GenAI jobs (scorers, prompt
+# optimisation); the suite trains models and never queues one, so the UI starts without them.
+NO_GENAI_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17's UI: model-training view, not GenAI  # first start on a database runs MLflow's schema migrations
+
+
+# -- ports ----------------------------------------------------------------------------------------
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = LOOPBACK, near: int | None = None) -> int:
+    """A port that is free now: the first free one after `near`, else one the kernel picks."""
+    if near:
+        for candidate in range(near + 1, min(near + 50, 65535)):
+            if port_is_free(host, candidate):
+                return candidate
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def ensure_port_free(host: str, port: int, what: str = "the server") -> None:
+    """Refuse a busy port with the fix (another free port) instead of a traceback from the child."""
+    if not 0 < port < 65536:
+        raise DeepsuiteError(f"--port {port} is not a TCP port (1-65535)")
+    try:
+        socket.getaddrinfo(host, port)
+    except socket.gaierror:
+        raise DeepsuiteError(f"--host {host!r} is not an address of this machine (try {LOOPBACK})") from None
+    if not port_is_free(host, port):
+        raise DeepsuiteError(f"port {port} on {host} is already in use (another MLflow UI or server?); "
+                             f"start {what} on a free port, e.g. --port {free_port(host, port)}")
+
+
+def url_for(host: str, port: int) -> str:
+    shown = LOOPBACK if host in ("0.0.0.0", "") else ("localhost" if host == "::" else host)
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+
+
+# -- the local store ------------------------------------------------------------------------------
+
+def local_store(store: Path, echo: Callable[[str], None] = print) -> tuple[str, Path]:
+    """(backend store URI, artifacts folder) of a suite store folder, creating an empty one if needed."""
+    store = Path(store).expanduser()
+    if store.exists() and not store.is_dir():
+        raise DeepsuiteError(f"--store {store} is a file; give the folder that holds mlflow.db "
+                             "(`deepsuite run` creates ./mlruns)")
+    if not (store / "mlflow.db").exists():
+        try:
+            (store / "artifacts").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeepsuiteError(f"--store {store}: cannot create the store folder ({exc.strerror})") from None
+        echo(f"note: {store} had no runs yet; created an empty store there. "
+             f"Runs appear after `deepsuite run <pipeline> --store {store}`.")
+    if not os.access(store, os.W_OK):
+        raise DeepsuiteError(f"--store {store} is not writable (the UI keeps its sqlite database there)")
+    store = store.resolve()
+    (store / "artifacts").mkdir(exist_ok=True)
+    return f"sqlite:///{store}/mlflow.db?timeout=60", store / "artifacts"
+
+
+def ui_command(backend_store_uri: str, artifacts: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The `mlflow server` command line for the suite's UI (quiet uvicorn: warnings only)."""
+    return [*mlflow_cli(), "server", "--backend-store-uri", backend_store_uri,
+            "--artifacts-destination", artifacts, "--host", host, "--port", str(port),
+            "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
+
+
+def mlflow_cli() -> list[str]:
+    """The `mlflow` CLI of the interpreter running the suite (not whatever is first on PATH)."""
+    return [sys.executable, "-m", "mlflow"]
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll MLflow's /health until it answers; a child that exits first is reported, not waited on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DeepsuiteError(f"the MLflow server exited with code {process.returncode} before it was "
+                                 "ready (its messages are above)")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.5)
+    raise DeepsuiteError(f"the MLflow server did not answer at {url}/health within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen, grace_s: float = 15.0) -> int:
+    """SIGTERM the child's whole process group, then SIGKILL what is left after `grace_s`."""
+    if process.poll() is None:
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+    _signal_group(process, signal.SIGKILL)  # stray workers of an exited parent
+    return process.returncode
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_mlflow_server(command: Sequence[str], url: str, banner: Callable[[str], str],
+                      echo: Callable[[str], None] = print, env: dict[str, str] | None = None) -> int:
+    """Start `command`, print `banner(url)` once it answers, wait; Ctrl-C or SIGTERM stop it cleanly."""
+    child_env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **(env or {})}
+    child_env.pop("MLFLOW_TRACKING_URI", None)  # the server is the store; a client URI would confuse it
+    process = subprocess.Popen(list(command), env=child_env, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    try:
+        wait_until_ready(url, process)
+        echo(banner(url))
+        sys.stdout.flush()
+        code = process.wait()
+        raise DeepsuiteError(f"the MLflow server stopped by itself (exit code {code})")
+    except KeyboardInterrupt:
+        stop(process)
+        echo("stopped the MLflow server")
+        return 0
+    finally:
+        stop(process)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def experiment_links(url: str) -> list[tuple[str, str]]:
+    """(name, runs-table link) of each experiment with runs, asked from the running server's REST API.
+
+    MLflow 3.17's UI opens experiments in its GenAI view unless "Model training" was picked at the top
+    left (remembered per browser, not per experiment), so the links pick it: workflowType=machine_learning.
+    """
+    request = urllib.request.Request(f"{url}/ajax-api/2.0/mlflow/experiments/search", method="POST",
+                                     data=b'{"max_results": 50}', headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            experiments = json.loads(response.read()).get("experiments", [])
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    return [(e["name"], f"{url}/#/experiments/{e['experiment_id']}/runs?{ML_VIEW}")
+            for e in experiments if e["name"] != "Default"]
+
+
+def start_ui(store: Path, host: str = LOOPBACK, port: int = 5000, backend_store_uri: str | None = None,
+             artifacts: str | None = None, workers: int = 1, echo: Callable[[str], None] = print) -> int:
+    """`deepsuite ui`: the store's runs in MLflow's UI until Ctrl-C."""
+    if workers < 1:
+        raise DeepsuiteError(f"--workers {workers}: need at least 1")
+    if backend_store_uri:
+        if backend_store_uri.startswith(("http://", "https://")):
+            raise DeepsuiteError(f"{backend_store_uri} is already a tracking server: open it in a browser "
+                                 "(--backend-store-uri takes a database URI such as sqlite:///mlruns/mlflow.db)")
+        artifacts_dir = Path(artifacts) if artifacts else Path(store).expanduser().resolve() / "artifacts"
+    else:
+        backend_store_uri, artifacts_dir = local_store(store, echo)
+    ensure_port_free(host, port, "the UI")
+    command = ui_command(backend_store_uri, artifacts or str(artifacts_dir), host, port, workers)
+    where = backend_store_uri.split("?")[0]
+
+    def banner(url: str) -> str:
+        lines = [f"MLflow UI for {where}", f"  open {url}  (press Ctrl-C to stop)"]
+        links = experiment_links(url)
+        lines += [f"  runs of {name}: {link}" for name, link in links]
+        if links:
+            lines.append('  tip: choose "Model training" at the top left once; the browser remembers it')
+        if host not in (LOOPBACK, "localhost", "::1"):
+            lines.append(f"  warning: listening on {host}: anyone who can reach this machine can read and "
+                         "delete runs")
+        return "\n".join(lines)
+
+    quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore", **NO_GENAI_JOBS}
+    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=quiet)

@@ -1,0 +1,180 @@
+"""`deepsuite ui` in a real browser, and `deepsuite compare` in the terminal, over two finished runs.
+
+Headless Chromium (Debian's chromium + chromium-driver) driven by Selenium against the real MLflow
+server that `deepsuite ui` starts on a free loopback port. Screenshots go to test-artifacts/ui/.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from common.data import labeled_images
+from common.ui import free_port, port_is_free
+from tests.support.cli import run_cli
+from tests.support.ui_runs import ARTIFACTS, start_cli, two_finished_runs
+
+pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--window-size=1400,1000"]
+PAGE_TIMEOUT_S = 90  # the UI's first page load on a busy 2-core machine
+SHOTS = ARTIFACTS / "ui"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return two_finished_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def runs(store):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("image-classification")
+    found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert [r.info.status for r in found] == ["FINISHED", "FINISHED"]
+    return experiment.experiment_id, found
+
+
+@pytest.fixture(scope="module")
+def ui(store):
+    port = free_port()
+    server = start_cli(["ui", "--store", "mlruns", "--port", str(port)], cwd=store)
+    try:
+        server.wait_for("press Ctrl-C", timeout=240)
+        yield server, f"http://127.0.0.1:{port}", port
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("headless browser test needs Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver); CI installs them")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="deepsuite-chromium-")
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def page_text_with(driver, *needles: str, timeout: float = PAGE_TIMEOUT_S) -> str:
+    """Wait until the rendered page shows every needle; fail with what it does show."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = driver.find_element("tag name", "body").text
+        if all(needle in text for needle in needles):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"page {driver.current_url} never showed {needles}; it shows:\n{text[:3000]}")
+
+
+def test_ui_prints_runs_table_link(ui, runs):
+    server, url, _ = ui
+    experiment_id, _ = runs
+    assert f"open {url}" in server.output
+    assert f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" in server.output
+
+
+def test_runs_table_shows_both_runs(ui, runs, browser):
+    _, url, _ = ui
+    experiment_id, found = runs
+    browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    names = [run.info.run_name for run in found]
+    text = page_text_with(browser, *names)
+    browser.save_screenshot(str(SHOTS / "runs_table.png"))
+    assert "2 matching runs" in text and "Duration" in text
+
+
+def test_compare_view_of_two_runs_shows_metrics(ui, runs, browser, store):
+    _, url, _ = ui
+    _, found = runs
+    table = run_cli(["compare", "image-classification", "--last", "2", "--ui-url", url], cwd=store)
+    assert table.code == 0, table.err
+    link = re.search(r"compare: (\S+)", table.out).group(1)  # the link `deepsuite compare` prints
+    browser.get(link)
+    text = page_text_with(browser, "Comparing 2 Runs", "test_accuracy", *[r.info.run_name for r in found])
+    browser.save_screenshot(str(SHOTS / "compare.png"))
+    assert "model.dropout" in text
+
+
+def test_run_artifacts_show_confusion_matrix(ui, runs, browser):
+    _, url, _ = ui
+    experiment_id, found = runs
+    run_id = found[0].info.run_id
+    browser.get(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/plots/confusion_matrix.png")
+    page_text_with(browser, "plots/confusion_matrix.png", "learning_curves.png")
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    shown = []
+    while time.monotonic() < deadline and not shown:  # the preview is fetched from the server as a blob
+        shown = [img for img in browser.find_elements("tag name", "img")
+                 if (img.get_attribute("src") or "").startswith("blob:")
+                 and int(img.get_attribute("naturalWidth") or 0) > 200]
+        time.sleep(0.5)
+    browser.save_screenshot(str(SHOTS / "confusion_matrix.png"))
+    assert shown, "the confusion matrix image was not rendered"
+
+
+def test_compare_table_in_terminal(store, runs):
+    _, found = runs
+    result = run_cli(["compare", "image-classification", "--last", "5"], cwd=store)
+    assert result.code == 0, result.err
+    out = result.out
+    for run in found:
+        assert run.info.run_name in out and run.info.run_id[:8] in out
+    assert "model.dropout" in out and "0.2" in out and "0.4" in out  # the param that differs
+    assert "train.epochs" not in out  # equal params are left out
+    assert "test_accuracy" in out and "duration" in out and "finished" in out
+    assert "http://127.0.0.1:5000/#/compare-runs?runs=" in out and "deepsuite ui" in out
+
+
+def test_compare_bad_input(store):
+    unknown = run_cli(["compare", "image-clasification"], cwd=store)
+    assert unknown.code == 2 and "did you mean 'image-classification'" in unknown.err
+    zero = run_cli(["compare", "image-classification", "--last", "0"], cwd=store)
+    assert zero.code == 2 and "--last 0" in zero.err
+
+
+def test_ui_refuses_busy_port_and_creates_missing_store(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(["ui", "--store", "new/store", "--port", str(port)], cwd=tmp_path)
+    assert result.code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.err and "--port " in result.err
+    assert "created an empty store" in result.out and (tmp_path / "new" / "store" / "artifacts").is_dir()
+    (tmp_path / "a-file").write_text("x")
+    not_folder = run_cli(["ui", "--store", "a-file"], cwd=tmp_path)
+    assert not_folder.code == 2 and "is a file" in not_folder.err
+
+
+def test_ctrl_c_stops_ui_cleanly(ui):
+    server, url, port = ui
+    assert server.interrupt() == 0
+    assert "stopped the MLflow server" in server.output
+    deadline = time.monotonic() + 20
+    while not port_is_free("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert port_is_free("127.0.0.1", port), "a server process still holds the port after Ctrl-C"
