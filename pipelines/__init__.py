@@ -8,4 +8,5 @@ and `--help` stay fast.
 REGISTRY: dict[str, str] = {
     "image-classification": "pipelines.image_classification.pipeline:ImageClassificationPipeline",
     "medical-imaging": "pipelines.medical_imaging.pipeline:MedicalImagingPipeline",
+    "image-denoising": "pipelines.image_denoising.pipeline:ImageDenoisingPipeline",
 }

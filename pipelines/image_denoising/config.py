@@ -1,0 +1,108 @@
+"""Config, presets and search space of the image-denoising pipeline."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from common.config import RunConfig, Section, TrainConfig
+
+
+# Adam with a decaying (cosine) learning rate, as DnCNN; no weight decay and no early stop: fresh patches
+# and fresh noise every batch leave nothing to overfit.
+TRAIN = {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam", "weight_decay": 0.0,
+         "schedule": "cosine", "early_stopping_patience": 0, "clipnorm": 1.0}
+
+
+class DenoisingData(Section):
+    source: str = Field("skimage", description="clean training images: skimage | fashion_mnist | folder:<path>")
+    test_folder: str | None = Field(
+        None, description="folder of clean test images (e.g. Set12); default: scikit-image photographs held out "
+                          "from training (camera, coins, moon, page)")
+    channels: Literal[1, 3] = Field(1, description="1 = grey model (colour inputs are denoised per channel), 3 = RGB")
+    patch_size: int = Field(48, ge=8, le=512, description="square training patch side, pixels")
+    patches_per_epoch: int = Field(6400, ge=1, description="random patches drawn per epoch")
+    val_fraction: float = Field(0.1, ge=0, lt=0.5, description="share of training images held out for validation")
+    val_patches: int = Field(128, ge=1, description="fixed noisy validation patches from the held-out images")
+    max_train_images: int | None = Field(None, ge=1, description="use only the first N training images")
+    max_test_images: int | None = Field(None, ge=1)
+    augment: bool = Field(True, description="random flips and 90-degree turns of training patches")
+    cache_dir: str | None = None
+
+
+class NoiseConfig(Section):
+    kind: Literal["gaussian", "poisson", "salt_pepper"] = "gaussian"
+    sigma: float = Field(25.0, gt=0, le=255, description="Gaussian std on the 0..255 scale (evaluation noise)")
+    sigma_range: tuple[float, float] | None = Field(
+        None, description="train blind: sigma drawn uniformly from [low, high] per patch; evaluation uses sigma")
+    peak: float = Field(30.0, gt=0, description="Poisson: photons at white (smaller = noisier)")
+    amount: float = Field(0.05, gt=0, lt=1, description="salt-and-pepper: fraction of pixels hit")
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self):
+        if self.sigma_range is not None:
+            low, high = self.sigma_range
+            if not 0 < low <= high <= 255:
+                raise ValueError(f"noise.sigma_range must satisfy 0 < low <= high <= 255, got {list(self.sigma_range)}")
+        return self
+
+
+class DenoiserModel(Section):
+    kind: Literal["dncnn", "unet"] = "dncnn"
+    depth: int = Field(12, ge=3, le=30, description="dncnn: convolution layers")
+    width: int = Field(64, ge=4, le=512, description="dncnn: filters per layer; unet: filters at full resolution")
+    downscale: Literal[1, 2] = Field(2, description="dncnn: 2 works at half resolution (FFDNet-style, 4x cheaper)")
+    batch_norm: bool = Field(False, description="batch normalisation after the inner convolutions")
+    levels: int = Field(3, ge=1, le=5, description="unet: number of 2x downsamplings")
+    blocks: int = Field(2, ge=1, le=4, description="unet: convolutions per level")
+    loss: Literal["mse", "l1"] = "mse"
+
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this; inference pads to it and crops back."""
+        return 2 ** self.levels if self.kind == "unet" else self.downscale
+
+
+class EvaluationConfig(Section):
+    tile: int = Field(512, ge=32, description="tile side used when denoising the full test images")
+    overlap: int = Field(32, ge=0, description="tile overlap, pixels")
+    baseline: Literal["nl_means", "none"] = Field("nl_means", description="classical denoiser reported beside ours")
+    figure_images: int = Field(4, ge=0, le=12, description="test images shown as noisy / denoised / clean")
+
+
+class DenoisingConfig(RunConfig):
+    data: DenoisingData = DenoisingData()
+    noise: NoiseConfig = NoiseConfig()
+    model: DenoiserModel = DenoiserModel()
+    train: TrainConfig = TrainConfig(**TRAIN)
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "smoke": {
+        "data": {"patch_size": 32, "patches_per_epoch": 128, "val_patches": 16, "max_train_images": 4,
+                 "max_test_images": 3},
+        "model": {"depth": 4, "width": 8},
+        "train": {"epochs": 2, "batch_size": 16, "verbose": 0},
+        "evaluation": {"figure_images": 2},
+    },
+    "full": {
+        "data": {"patch_size": 64, "patches_per_epoch": 64000, "val_patches": 512},
+        "model": {"depth": 15, "width": 64, "downscale": 2, "batch_norm": True},
+        "train": {"epochs": 60, "batch_size": 128, "warmup_epochs": 1},
+    },
+}
+
+
+def search_space(hp, config: DenoisingConfig) -> DenoisingConfig:
+    """The tuner's choices applied to `config`; model.py never sees `hp`."""
+    values = config.model_dump()
+    values["model"]["kind"] = hp.Choice("model.kind", ["dncnn", "unet"])
+    values["model"]["width"] = hp.Choice("model.width", [32, 48, 64])
+    values["model"]["depth"] = hp.Int("model.depth", 8, 17)
+    values["model"]["levels"] = hp.Int("model.levels", 2, 4)
+    values["model"]["batch_norm"] = hp.Boolean("model.batch_norm")
+    values["model"]["loss"] = hp.Choice("model.loss", ["mse", "l1"])
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 2e-4, 3e-3, sampling="log")
+    values["data"]["patch_size"] = hp.Choice("data.patch_size", [40, 48, 64])
+    return type(config).model_validate(values)

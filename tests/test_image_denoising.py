@@ -1,0 +1,113 @@
+"""Image denoising end to end through the real CLI: skimage photographs, Set12 test images, real MLflow store."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support.cli import SHARED_DATA, run_cli
+
+SET12 = SHARED_DATA / "set12"
+pytestmark = pytest.mark.skipif(not SET12.is_dir(), reason="../shared/data/set12 is not available")
+SMOKE = ["run", "image-denoising", "--preset", "smoke", "--set", f"data.test_folder={SET12}"]
+
+
+def only_run(folder):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("image-denoising")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("denoise-smoke")
+    result = run_cli(SMOKE, cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_run_is_recorded_with_psnr_ssim_baseline_and_figures(smoke_run):
+    folder, result = smoke_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("dncnn-smoke-")
+    metrics = run.data.metrics
+    assert metrics["test_noisy_psnr"] == pytest.approx(20.17, abs=0.1)    # sigma=25, unclipped noise
+    for key in ("test_psnr", "test_ssim", "test_noisy_ssim", "test_nl_means_psnr", "test_nl_means_ssim",
+                "test_psnr_gain", "test_psnr_over_nl_means"):
+        assert key in metrics, key
+    assert metrics["test_nl_means_psnr"] > metrics["test_noisy_psnr"] + 5  # the classical baseline works
+    assert 0 < metrics["test_ssim"] <= 1 and len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+    assert run.data.params["noise.sigma"] == "25.0" and run.data.params["model.kind"] == "dncnn"
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/learning_curves.png", "plots/denoising_examples.png"} <= plots
+    table = client.download_artifacts(run.info.run_id, "tables/per_image.csv", str(folder))
+    lines = open(table).read().strip().splitlines()
+    assert lines[0].startswith("image,height,width,noisy_psnr") and [l.split(",")[0] for l in lines[1:]] == \
+        ['"01"', '"02"', '"03"', "mean"]
+    assert "mean PSNR" in open(client.download_artifacts(run.info.run_id, "report.html", str(folder))).read()
+
+
+def test_denoise_cli_any_size_grey_16_bit_and_colour_with_alpha(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray((np.random.default_rng(0).random((70, 45)) * 65535).astype(np.uint16)).save(grey16)
+    rgba = tmp_path / "colour.png"
+    Image.fromarray((np.random.default_rng(1).random((37, 81, 4)) * 255).astype(np.uint8), mode="RGBA").save(rgba)
+    out = tmp_path / "out"
+    result = run_cli(["denoise", run.info.run_id, str(grey16), str(rgba), "-o", str(out), "--tile", "32",
+                      "--overlap", "8", "--json"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    answers = [json.loads(line) for line in result.out.strip().splitlines()]
+    assert [a["tiles"] > 1 for a in answers] == [True, True]
+    with Image.open(out / "grey16-denoised.png") as image:
+        assert image.size == (45, 70) and image.mode.startswith("I")       # still 16-bit
+    with Image.open(out / "colour-denoised.png") as image:
+        assert image.size == (81, 37) and image.mode == "RGBA"
+    single = run_cli(["denoise", run.info.run_id, str(SET12 / "01.png"), "-o", str(tmp_path / "clean.png")], cwd=folder)
+    assert single.code == 0 and "01.png -> " in single.out and "256x256 grey" in single.out
+    assert Image.open(tmp_path / "clean.png").size == (256, 256)
+
+
+def test_denoise_bad_inputs_are_one_clear_line(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    result = run_cli(["denoise", run.info.run_id, str(SET12 / "01.png"), str(empty)], cwd=folder)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().splitlines() == [f"error: {empty}: empty file (0 bytes), not an image"]
+    assert not (SET12 / "01-denoised.png").exists()                      # nothing written before the check
+    tiles = run_cli(["denoise", run.info.run_id, str(SET12 / "01.png"), "--tile", "64", "--overlap", "40"], cwd=folder)
+    assert tiles.code == 2 and "--overlap must be between 0 and half the tile" in tiles.err
+
+
+def test_sigma_must_be_positive(tmp_path):
+    result = run_cli(["run", "image-denoising", "--set", "noise.sigma=0"], cwd=tmp_path)
+    assert result.code == 2 and "noise.sigma" in result.err and "greater than 0" in result.err
+
+
+def test_training_images_smaller_than_a_patch_fail_the_run_clearly(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(tiny / f"{i}.png")
+    result = run_cli([*SMOKE, "--set", f"data.source=folder:{tiny}"], cwd=tmp_path)
+    assert result.code == 2 and "smaller than data.patch_size=32" in result.err
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_unet_on_jax_without_tensorflow(tmp_path):
+    result = run_cli([*SMOKE, "--set", "model.kind=unet", "--set", "model.levels=2", "--set",
+                      "evaluation.baseline=none"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    assert run.info.run_name.startswith("unet-smoke-") and "test_nl_means_psnr" not in run.data.metrics
+    assert run.data.metrics["test_psnr"] > 10
