@@ -1,0 +1,155 @@
+"""`deepsuite tune` end to end through the real CLI on a Fashion-MNIST subset, real sqlite MLflow store."""
+from __future__ import annotations
+
+import json
+import socket
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.data import labeled_images
+from tests.support.cli import run_cli
+
+pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+TINY = ["--preset", "smoke", "--set", "data.max_train_samples=300", "--set", "data.max_test_samples=100"]
+SEARCH = ["tune", "image-classification", "--tuner", "random", "--max-trials", "2", "--max-epochs", "1", *TINY]
+
+
+def client_for(folder):
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+
+
+def runs_of(folder, kind=None):
+    client = client_for(folder)
+    experiment = client.get_experiment_by_name("image-classification")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return [r for r in runs if kind is None or r.data.tags.get("deepsuite.kind") == kind]
+
+
+def last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tune-random")
+    result = run_cli(SEARCH, cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
+    folder, result = search
+    [parent] = runs_of(folder, "search")
+    trials = runs_of(folder, "trial")
+    assert parent.info.status == "FINISHED" and len(trials) == 2
+    params, tags, metrics = parent.data.params, parent.data.tags, parent.data.metrics
+    assert params["search.tuner"] == "random" and params["search.objective"] == "val_accuracy"
+    assert params["search.max_trials"] == "2" and params["search.max_epochs"] == "1"
+    assert "model.base_width" in json.loads(params["search.space"])
+    assert 0 <= metrics["best_val_accuracy"] <= 1 and "test_accuracy" in metrics
+    client = client_for(folder)
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "best_val_accuracy")][:2] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "search_space.json", "export", "model"} <= artifacts
+    best_yaml = client.download_artifacts(parent.info.run_id, "best_config.yaml", str(folder))
+    assert "learning_rate" in open(best_yaml).read()
+    for trial in trials:
+        assert trial.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert trial.info.status == "FINISHED" and trial.data.tags["deepsuite.trial_status"] == "completed"
+        assert {"hp.model.dropout", "hp.train.learning_rate", "model.dropout"} <= trial.data.params.keys()
+        assert [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")] == [1]
+        assert "best_val_accuracy" in trial.data.metrics and trial.data.metrics["fit_seconds"] > 0
+    assert {t.data.tags["deepsuite.trial_id"] for t in trials} == {"0", "1"}
+    assert tags["deepsuite.best_trial"] in {"0", "1"}
+    # progress: one line per trial with i/N, the hyperparameters, objective, best so far, elapsed, ETA
+    lines = [line for line in result.out.splitlines() if line.startswith("trial ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("val_accuracy=" in line and "best=" in line and "model.dropout=" in line and "ETA" in line
+               for line in lines)
+
+
+def test_best_model_is_registered_and_predicts_by_models_uri(search, tmp_path):
+    folder, result = search
+    [parent] = runs_of(folder, "search")
+    version = client_for(folder).get_model_version_by_alias("image-classification", "best")
+    assert version.run_id == parent.info.run_id
+    assert "registered models:/image-classification@best" in result.out
+    data = labeled_images.load("fashion_mnist")
+    Image.fromarray(data.test_x[0, ..., 0]).save(tmp_path / "item.png")
+    answer = run_cli(["predict", "models:/image-classification@best", str(tmp_path / "item.png"), "--json"],
+                     cwd=folder)
+    assert answer.code == 0, answer.err[-2000:]
+    assert json.loads(answer.out.strip().splitlines()[-1])["label"] in labeled_images.FASHION_MNIST_CLASSES
+    missing = run_cli(["predict", "models:/image-classification@nope", str(tmp_path / "item.png")], cwd=folder)
+    assert missing.code == 2 and "no registered model models:/image-classification@nope" in last_line(missing.err)
+
+
+def test_rerunning_a_finished_search_runs_nothing_again(search):
+    folder, _ = search
+    again = run_cli(SEARCH, cwd=folder)
+    assert again.code == 0, again.err[-2000:]
+    assert "already finished" in again.out
+    assert len(runs_of(folder, "trial")) == 2 and len(runs_of(folder, "search")) == 1
+
+
+def test_unknown_tuner_is_one_line_and_fails_the_parent_run(tmp_path):
+    result = run_cli([*SEARCH, "--tuner", "grid"], cwd=tmp_path)
+    assert result.code == 2 and last_line(result.err) == "error: unknown tuner 'grid' (valid: random, bayesian, hyperband)"
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["deepsuite.status_reason"] == "ConfigError: unknown tuner 'grid' (valid: random, bayesian, hyperband)"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fixes": ["train.batch_size=100"]}, "contradictory search space: train.batch_size=100 is pinned"),
+    ({"overrides": ["model.widths=[8]"]}, "--set model.widths=[8] is overridden by image-classification's search space"),
+    ({"objective": "val_auc"}, "unknown objective 'val_auc': image-classification reports accuracy, loss, val_accuracy"),
+])
+def test_bad_search_fails_the_parent_run_with_the_reason(workdir, change, message):
+    from common.errors import ConfigError
+    from tuning.search import SearchOptions, run_search
+
+    options = SearchOptions("image-classification", tuner="random", max_trials=1, max_epochs=1, preset="smoke",
+                            store=workdir / "mlruns")
+    options.overrides = ["data.max_train_samples=300", "data.max_test_samples=100", *change.pop("overrides", [])]
+    for key, value in change.items():
+        setattr(options, key, value)
+    with pytest.raises(ConfigError) as error:
+        run_search(options, echo=lambda line: None)
+    assert message in str(error.value)
+    [parent] = runs_of(workdir, "search")
+    assert parent.info.status == "FAILED" and message in parent.data.tags["deepsuite.status_reason"]
+    assert all(run.info.status == "FAILED" for run in runs_of(workdir, "trial"))  # val_auc: the first trial
+
+
+def test_unreachable_chief_is_retried_then_a_clear_error(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_cli([*SEARCH, "--distributed", "worker", "--chief", f"127.0.0.1:{port}",
+                      "--connect-timeout", "3"], cwd=tmp_path)
+    assert result.code == 2
+    assert last_line(result.err).startswith(f"error: cannot reach the tuning chief at 127.0.0.1:{port} after")
+    assert "retrying in" in result.out  # backoff between attempts
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FAILED" and "cannot reach the tuning chief" in parent.data.tags["deepsuite.status_reason"]
+
+
+def test_hyperband_on_jax_without_tensorflow_warm_starts_trials(tmp_path):
+    # max 3 epochs, factor 3: three 1-epoch trials, then the best continues from epoch 1 to 3 (capped at 4)
+    result = run_cli(["tune", "image-classification", "--tuner", "hyperband", "--max-epochs", "3",
+                      "--max-trials", "4", *TINY], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FINISHED" and parent.data.tags["backend"] == "jax"
+    trials = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials.values())
+    continued = [r for r in trials.values() if r.data.params["hp.tuner/initial_epoch"] == "1"]
+    assert len(continued) == 1 and continued[0].data.params["hp.tuner/epochs"] == "3"
+    steps = [m.step for m in client_for(tmp_path).get_metric_history(continued[0].info.run_id, "loss")]
+    assert steps == [2, 3]  # epochs numbered as Hyperband counts them, continuing the warm-started trial
+    assert np.isfinite(parent.data.metrics["test_accuracy"])

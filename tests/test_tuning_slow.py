@@ -1,0 +1,165 @@
+"""Long checks of `deepsuite tune`: resume after SIGKILL, failing trials and memory, distributed search."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import mlflow
+import pytest
+
+from common.data import labeled_images
+from tests.support.cli import REPO, run_cli
+from tests.test_tuning import TINY, client_for, runs_of
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
+                                                   reason="Debian's dataset-fashion-mnist is not installed")]
+
+
+def start_cli(args, cwd, log):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
+    args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "3", "--max-epochs", "3", *TINY]
+
+    def trial_one_mid_way():
+        try:
+            runs = [r for r in runs_of(tmp_path, "trial") if r.data.tags["deepsuite.trial_id"] == "1"]
+            return bool(runs) and 1 <= len(client_for(tmp_path).get_metric_history(runs[0].info.run_id, "loss")) < 3
+        except Exception:  # noqa: BLE001 - the store is being created
+            return False
+
+    with open(tmp_path / "first.log", "w") as log:
+        first = start_cli(args, tmp_path, log)
+        try:
+            wait_for(trial_one_mid_way, 900, "trial 1 to be part-way through")
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    before = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    assert before["0"].info.status == "FINISHED" and before["1"].info.status == "RUNNING"
+
+    again = run_cli(args, cwd=tmp_path)
+    assert again.code == 0, again.err[-3000:]
+    assert "resuming search" in again.out and "resumed: 1 trial(s) already ended" in again.out
+    after = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    assert sorted(after) == ["0", "1", "2"] and len(runs_of(tmp_path, "trial")) == 3  # no duplicate runs
+    assert all(r.info.status == "FINISHED" for r in after.values())
+    assert after["0"].info.end_time == before["0"].info.end_time  # the completed trial did not run again
+    assert after["1"].info.run_id == before["1"].info.run_id and after["1"].data.tags["deepsuite.resumed"] == "true"
+    steps = [m.step for m in client_for(tmp_path).get_metric_history(after["1"].info.run_id, "loss")]
+    assert steps == [1, 2, 3]  # resumed from its backup: every epoch logged once
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FINISHED"
+    assert [line.split()[1] for line in again.out.splitlines() if line.startswith("trial ")] == ["2/3", "3/3"]
+
+
+def faulty_pipeline():
+    """Image classification whose 3rd model diverges (NaN loss) and whose 5th is a bad combination."""
+    from pipelines.image_classification.pipeline import ImageClassificationPipeline
+
+    class FaultyImageClassification(ImageClassificationPipeline):
+        builds = 0
+
+        def build_model(self, config, splits):
+            self.builds += 1
+            model = super().build_model(config, splits)
+            if self.builds == 5:
+                raise ValueError("bad hyperparameter combination (test)")
+            if self.builds == 3:
+                poisoned = keras.Model(model.inputs, keras.layers.Rescaling(float("nan"))(model.outputs[0]))
+                poisoned.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                return poisoned
+            return model
+
+    return FaultyImageClassification()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def test_failing_trials_are_recorded_and_memory_does_not_grow(tmp_path, monkeypatch):
+    from tuning.search import SearchOptions, run_search
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    memory, ended = [], []
+
+    def record(trial):
+        ended.append(trial)
+        memory.append(rss_mb())
+
+    options = SearchOptions("image-classification", tuner="random", max_trials=12, max_epochs=1,
+                            overrides=["data.max_train_samples=300", "data.max_test_samples=100"], preset="smoke", store=tmp_path / "mlruns")
+    lines = []
+    result = run_search(options, echo=lines.append, on_trial_end=record, pipeline=faulty_pipeline())
+    assert len(ended) == 12 and sum(t["completed"] for t in ended) == 10
+    reasons = {t["trial_id"]: t["reason"] for t in ended if not t["completed"]}
+    assert reasons["2"].startswith("TrainingDiverged: training loss became nan")
+    assert reasons["4"] == "ValueError: bad hyperparameter combination (test)"
+    failed_lines = [line for line in lines if "FAILED (" in line]
+    assert len(failed_lines) == 2 and failed_lines[0].startswith("trial 3/12  FAILED (TrainingDiverged")
+    trials = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    assert trials["2"].info.status == "FAILED" and trials["2"].data.tags["deepsuite.trial_status"] == "failed"
+    assert "TrainingDiverged" in trials["2"].data.tags["deepsuite.status_reason"]
+    assert trials["4"].info.status == "FAILED" and result.best is not None
+    growth = memory[-1] - memory[3]
+    print(f"RSS after each trial (MB): {[round(m) for m in memory]}; growth trials 4-12: {growth:.0f} MB")
+    assert growth < 150, memory   # a leak of one model per trial would show as steady growth
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
+    port = free_port()
+    args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "4", "--max-epochs", "1", *TINY]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "worker-a", "worker-b")}
+    chief = start_cli([*args, "--distributed", "chief", "--host", "127.0.0.1", "--port", str(port)], tmp_path,
+                      logs["chief"])
+    workers = [start_cli([*args, "--distributed", "worker", "--chief", f"127.0.0.1:{port}", "--worker-id", name],
+                         tmp_path, logs[name]) for name in ("worker-a", "worker-b")]
+    try:
+        codes = [p.wait(timeout=1500) for p in (*workers, chief)]
+    finally:
+        for process in (*workers, chief):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        for log in logs.values():
+            log.close()
+    output = {name: (tmp_path / f"{name}.log").read_text() for name in logs}
+    assert codes == [0, 0, 0], output
+    trials = runs_of(tmp_path, "trial")
+    ids = sorted(r.data.tags["deepsuite.trial_id"] for r in trials)
+    assert ids == ["0", "1", "2", "3"]  # every trial ran, and was logged, exactly once
+    assert all(r.info.status == "FINISHED" for r in trials)
+    by_worker = {r.data.tags["deepsuite.tuner_id"] for r in trials}
+    assert by_worker <= {"worker-a", "worker-b"} and len(by_worker) == 2, by_worker
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FINISHED" and all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+                                                   for r in trials)
+    assert len([line for line in output["chief"].splitlines() if line.startswith("trial ")]) == 4
+    assert "registered models:/image-classification@best" in output["chief"]
+    assert mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version_by_alias(
+        "image-classification", "best").run_id == parent.info.run_id

@@ -1,0 +1,113 @@
+"""Search-space checks, Hyperband trial arithmetic and the progress line: fast, no training."""
+from __future__ import annotations
+
+import keras_tuner as kt
+import pytest
+
+from common import registry
+from common.config import resolve
+from common.errors import ConfigError
+from tuning.progress import Progress, duration
+from tuning.search import SearchOptions, resolve_objective, search_name
+from tuning.space import SearchSpace, parse_pins
+from tuning.tuners import check_tuner, hyperband_trials, make_oracle
+
+IC = registry.get("image-classification")
+
+
+def space(pins=(), sets=()):
+    base = resolve(IC.config_cls, IC.presets, "smoke", None, list(sets))
+    set_keys = {k: v for k, v in (s.split("=", 1) for s in sets)}
+    return SearchSpace(IC, base, parse_pins(list(pins)), {k: parse_pins([f"{k}={v}"])[k] for k, v in set_keys.items()})
+
+
+def test_declared_space_is_the_pipelines_with_pins_fixed():
+    hp = space(pins=["model.dropout=0.2"]).declare()
+    names = {p.name: type(p).__name__ for p in hp.space}
+    assert names["model.dropout"] == "Fixed" and names["train.learning_rate"] == "Float"
+    assert {"model.base_width", "model.stages", "train.batch_size"} <= names.keys()
+    config = space(pins=["model.dropout=0.2"]).apply(hp)   # defaults of the space, the pin applied
+    assert config.model.dropout == 0.2 and config.model.widths[0] in (16, 32, 48)
+
+
+def test_set_on_a_tuned_key_pins_it():
+    s = space(sets=["train.batch_size=256"])
+    hp = s.declare()
+    assert s.pins == {"train.batch_size": 256}
+    assert next(p for p in hp.space if p.name == "train.batch_size").value == 256
+
+
+@pytest.mark.parametrize("pins, sets, message", [
+    (["train.batch_size=100"], [], "contradictory search space: train.batch_size=100 is pinned but the space allows one of [64, 128, 256]"),
+    (["model.dropout=0.9"], [], "allows float in [0.0, 0.5]"),
+    (["model.nonsense=1"], [], "--fix model.nonsense: no such hyperparameter"),
+    ([], ["model.widths=[8]"], "--set model.widths=[8] is overridden by image-classification's search space"),
+    (["train.batch_size=64"], ["train.batch_size=128"], "contradictory request"),
+    (["model.base_width=16", "model.stages=2", "model.blocks_per_stage=1", "model.dense_units=0",
+      "model.dropout=0.1", "train.learning_rate=0.001", "train.batch_size=64"], [], "empty search space: every hyperparameter"),
+])
+def test_bad_spaces_are_one_clear_config_error(pins, sets, message):
+    with pytest.raises(ConfigError) as error:
+        space(pins, sets).declare()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_pipeline_without_a_space_is_an_empty_space():
+    class NoSpace(type(IC)):
+        def search_space(self, hp, config):
+            return super(type(IC), self).search_space(hp, config)
+
+    base = resolve(IC.config_cls, IC.presets, "smoke")
+    with pytest.raises(ConfigError, match="empty search space: pipeline 'image-classification' defines no"):
+        SearchSpace(NoSpace(), base).declare()
+
+
+def test_unknown_tuner_and_objective_names():
+    with pytest.raises(ConfigError, match=r"unknown tuner 'hyperbnd'; did you mean 'hyperband'\?"):
+        check_tuner("hyperbnd")
+    with pytest.raises(ConfigError, match="unknown objective 'val acc'"):
+        resolve_objective(IC, "val acc", None)
+    assert resolve_objective(IC, None, None) == ("val_accuracy", "max")
+    assert resolve_objective(IC, "val_loss", None) == ("val_loss", "min")
+    assert resolve_objective(IC, "val_auc", None) == ("val_auc", "max")
+
+
+@pytest.mark.parametrize("max_epochs, factor", [(3, 3), (4, 3), (9, 3), (20, 3), (10, 2)])
+def test_hyperband_trial_count_matches_the_oracle(max_epochs, factor):
+    oracle = make_oracle("hyperband", "score", "max", None, max_epochs, factor, 1,
+                         kt.HyperParameters(), max_failures=3)
+    oracle.hyperparameters.Float("x", 0, 1)
+    oracle._set_project_dir("/tmp/deepsuite-test-kt", f"count-{max_epochs}-{factor}")
+    oracle.save = lambda: None  # count only
+    oracle._save_trial = lambda trial: None
+    created = 0
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        created += 1
+        oracle.update_trial(trial.trial_id, {"score": trial.hyperparameters.get("x")})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert created == hyperband_trials(max_epochs, factor)
+
+
+def test_search_name_is_stable_and_changes_with_the_search():
+    base = resolve(IC.config_cls, IC.presets, "smoke")
+    one = SearchOptions("image-classification", tuner="random", max_trials=3, preset="smoke")
+    assert search_name(one, base) == search_name(SearchOptions("image-classification", tuner="random",
+                                                                max_trials=3, preset="smoke", port=9000), base)
+    assert search_name(one, base) != search_name(SearchOptions("image-classification", tuner="random",
+                                                                max_trials=4, preset="smoke"), base)
+    assert search_name(one, base).startswith("random-smoke-")
+
+
+def test_progress_line_has_count_values_objective_best_and_eta():
+    lines = []
+    progress = Progress(4, "val_accuracy", lines.append)
+    progress.trial_ended({"model.dropout": 0.2, "tuner/epochs": 3, "tuner/initial_epoch": 1}, 0.81234, 0.81234)
+    progress.trial_ended({"model.dropout": 0.3}, None, 0.81234, failure="TrainingDiverged: loss became nan")
+    assert lines[0].startswith("trial 1/4  val_accuracy=0.8123  best=0.8123  [model.dropout=0.2 epochs 1->3]")
+    assert "elapsed" in lines[0] and "ETA" in lines[0]
+    assert lines[1].startswith("trial 2/4  FAILED (TrainingDiverged: loss became nan)  best=0.8123")
+    assert duration(3725) == "1h02m" and duration(65) == "1m05s" and duration(5) == "5s"

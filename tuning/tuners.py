@@ -1,0 +1,149 @@
+"""Random, Bayesian and Hyperband tuners whose trials report to a `trials.TrialRuns`.
+
+Keras Tuner's own classes do the searching; two thin mixins add the suite's behaviour:
+- `TrialHooks` (on the tuner, where a trial runs): opens/reopens the trial's MLflow run, fits it, closes
+  it with its status; reads the space from the oracle instead of building a throw-away model.
+- `ReportingOracle` (on the oracle, in the process that owns the search): after each ended trial, logs
+  the best value so far to the parent run and prints the progress line. In a distributed search the
+  oracle lives in the chief, so progress and the parent run have one writer.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Callable
+
+import keras_tuner as kt
+from keras_tuner.src import config as kt_config
+
+from common.errors import ConfigError, DeepsuiteError
+
+TUNERS = ("random", "bayesian", "hyperband")
+kt_config.DEBUG = False  # failed trials: the reason goes to the progress line, the traceback to MLflow
+
+
+def best_completed(oracle):
+    """The best completed trial, or None (Oracle.get_best_trials pads its answer with failed trials)."""
+    best = oracle.get_best_trials(1)
+    if best and best[0].status == "COMPLETED" and best[0].score is not None and math.isfinite(best[0].score):
+        return best[0]
+    return None
+
+
+def check_tuner(kind: str) -> str:
+    if kind not in TUNERS:
+        close = difflib.get_close_matches(str(kind), TUNERS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown tuner {kind!r}{hint} (valid: {', '.join(TUNERS)})")
+    if kind == "bayesian":
+        try:
+            import sklearn.gaussian_process  # noqa: F401 - keras-tuner's Bayesian oracle needs it
+        except ImportError:
+            raise DeepsuiteError("--tuner bayesian needs scikit-learn (pip install scikit-learn); "
+                                 "random and hyperband work without it") from None
+    return kind
+
+
+def hyperband_trials(max_epochs: int, factor: int, iterations: int = 1) -> int:
+    """How many trials one Hyperband run creates (the oracle's bracket arithmetic)."""
+    brackets, epochs = 0, max_epochs
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end0 = math.ceil(1 + math.log(max_epochs, factor))
+    total = 0
+    for bracket in range(brackets):
+        total += sum(math.ceil(end0 / (bracket + 1) * factor ** (bracket - r)) for r in range(bracket + 1))
+    return total * iterations
+
+
+class ReportingOracle:
+    """Calls `reporter(trial)` once a trial has really ended (not when it is queued for a retry)."""
+
+    reporter: Callable | None = None
+
+    def end_trial(self, trial):
+        try:
+            super().end_trial(trial)
+        finally:
+            ended = self.trials.get(trial.trial_id)
+            if self.reporter is not None and ended is not None and trial.trial_id not in self._retry_queue:
+                self.reporter(self, ended)
+
+
+_BASES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
+          "hyperband": kt.oracles.HyperbandOracle}
+_ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, base), {}) for kind, base in _BASES.items()}
+
+
+def make_oracle(kind: str, objective: str, direction: str, max_trials: int | None, max_epochs: int,
+                factor: int, seed: int, space, max_failures: int):
+    """The oracle for `kind`; Hyperband is capped at max_trials and iterates until it reaches it."""
+    common = dict(objective=kt.Objective(objective, direction), seed=seed or None, hyperparameters=space,
+                  max_consecutive_failed_trials=max_failures)
+    if kind == "hyperband":
+        if factor < 2:
+            raise ConfigError(f"--factor {factor}: Hyperband's reduction factor must be at least 2")
+        per_iteration = hyperband_trials(max_epochs, factor)
+        iterations = max(1, math.ceil(max_trials / per_iteration)) if max_trials else 1
+        oracle = _ORACLES[kind](max_epochs=max_epochs, factor=factor, hyperband_iterations=iterations, **common)
+        oracle.max_trials = max_trials  # Oracle.create_trial stops the search at this many trials
+        return oracle
+    return _ORACLES[kind](max_trials=max_trials, **common)
+
+
+def planned_trials(kind: str, max_trials: int | None, max_epochs: int, factor: int) -> int | None:
+    if kind != "hyperband":
+        return max_trials
+    per_iteration = hyperband_trials(max_epochs, factor)
+    return max_trials or per_iteration
+
+
+class TrialHooks:
+    """Mixin for a keras_tuner Tuner: every trial becomes an MLflow run via `self.runs`."""
+
+    def __init__(self, runs, oracle, hypermodel, directory: Path, project_name: str):
+        self.runs = runs
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(directory),
+                          project_name=project_name)
+
+    def _populate_initial_space(self):
+        """The oracle was given the declared space; building a model only to discover it is wasted work."""
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        """No TensorBoard here (MLflow records the trials); Keras Tuner would import tensorboard for it."""
+
+    def on_search_begin(self):
+        super().on_search_begin()
+        self.save()  # a kill during the first trial still leaves a project this command resumes
+
+    def pre_create_trial(self):
+        self.runs.before_trial()
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self.hypermodel.trial = self.runs.begin(trial, Path(self.get_trial_dir(trial.trial_id)) / "work")
+
+    def on_trial_end(self, trial):
+        context = self.hypermodel.trial
+        try:
+            super().on_trial_end(trial)  # the oracle records the result and saves its state first
+        finally:
+            if context is not None:
+                context.mark("oracle_end")
+            self.hypermodel.trial = None
+            self.runs.end(trial, context)
+
+
+class TrackedTuner(TrialHooks, kt.Tuner):
+    """Random search or Bayesian optimisation (the oracle decides)."""
+
+
+class TrackedHyperband(TrialHooks, kt.Hyperband):
+    """Hyperband: kt.Hyperband's run_trial passes epochs/initial_epoch and warm-starts from a past trial."""
+
+
+def make_tuner(kind: str, runs, oracle, hypermodel, directory: Path, project_name: str):
+    cls = TrackedHyperband if kind == "hyperband" else TrackedTuner
+    return cls(runs, oracle, hypermodel, directory, project_name)
