@@ -22,14 +22,15 @@ class ImageData(Section):
 
 class CnnModel(Section):
     kind: Literal["cnn"] = "cnn"
-    widths: list[int] = Field([32, 64, 128], min_length=1, max_length=6, description="filters per stage")
-    blocks_per_stage: int | list[int] = Field(1, description="conv blocks per stage: one number, or one per stage")
+    widths: list[int] = Field([24, 48, 96], min_length=1, max_length=6, description="filters per stage")
+    blocks_per_stage: int | list[int] = Field([2, 2, 1], description="conv blocks per stage: one number, "
+                                                                     "or one per stage")
     head: Literal["flatten", "gap"] = Field("flatten", description="flatten keeps where features are (small "
                                                                  "images); global average pooling is size-free")
     dense_units: int = Field(256, ge=0, description="hidden units before the classifier; 0 for none")
     dropout: float = Field(0.3, ge=0, lt=1)
     augment: bool = Field(True, description="random horizontal flip and shifts (training only)")
-    translate: float = Field(0.1, ge=0, le=0.5, description="max random shift, as a fraction of size")
+    translate: float = Field(0.08, ge=0, le=0.5, description="max random shift, as a fraction of size")
     horizontal_flip: bool = True
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
 
@@ -48,16 +49,16 @@ class CnnModel(Section):
 class ImageClassificationConfig(RunConfig):
     data: ImageData = ImageData()
     model: CnnModel = CnnModel()
-    train: TrainConfig = TrainConfig(epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=1e-4,
-                                     early_stopping_patience=5)
+    train: TrainConfig = TrainConfig(epochs=9, batch_size=128, learning_rate=2e-3, weight_decay=1e-4,
+                                     early_stopping_patience=4)
 
 
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": {
         "data": {"max_train_samples": 1200, "max_test_samples": 300},
-        "model": {"widths": [8, 16], "dense_units": 32},
-        "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
+        "model": {"widths": [8, 16], "blocks_per_stage": 1, "dense_units": 32},
+        "train": {"epochs": 2, "batch_size": 64, "learning_rate": 3e-3, "verbose": 0},
     },
     "full": {
         "model": {"widths": [64, 128, 256], "blocks_per_stage": 2, "dense_units": 512, "dropout": 0.4},
