@@ -23,32 +23,44 @@ from typing import Callable
 from common.errors import DeepsuiteError
 from common.ui import LOOPBACK, NO_GENAI_JOBS, ensure_port_free, mlflow_cli, run_mlflow_server, url_for
 
-# scheme -> (the Python driver module SQLAlchemy uses by default, the pip package that provides it)
-DRIVERS = {"postgresql": ("psycopg2", "psycopg2-binary"), "mysql": ("MySQLdb", "mysqlclient"),
-           "mssql": ("pyodbc", "pyodbc"), "sqlite": (None, None)}
+SCHEMA_READY_TIMEOUT_S = 900.0  # creating the schema on a busy machine took over 3 minutes
+SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")
+# SQLAlchemy driver name -> (module to import, pip package). SQLAlchemy 2.1 maps postgresql:// to
+# psycopg 3; postgresql+psycopg2:// still selects psycopg2.
+DRIVERS = {"psycopg": ("psycopg", "psycopg[binary]"), "psycopg2": ("psycopg2", "psycopg2-binary"),
+           "mysqldb": ("MySQLdb", "mysqlclient"), "pymysql": ("pymysql", "pymysql"), "pyodbc": ("pyodbc", "pyodbc"),
+           "pysqlite": ("sqlite3", None)}
 
 
 def check_backend(uri: str, connect_timeout_s: int = 10) -> None:
     """Refuse a URI MLflow cannot use, a missing driver, or a database that does not answer."""
-    scheme, _, dialect = urllib.parse.urlsplit(uri).scheme.partition("+")
-    if scheme not in DRIVERS:
+    from sqlalchemy import create_engine, text  # MLflow's own database layer
+    from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    scheme = urllib.parse.urlsplit(uri).scheme.partition("+")[0]
+    try:
+        if scheme not in SCHEMES:
+            raise ArgumentError(scheme)
+        url = make_url(uri)
+        driver = url.get_dialect().driver
+    except (ArgumentError, NoSuchModuleError, ValueError):
         raise DeepsuiteError(f"--backend-store-uri {redact(uri)}: use a database URI such as "
                              "postgresql://user:password@host:5432/mlflow (schemes: "
-                             f"{', '.join(DRIVERS)})")
-    module, package = DRIVERS[scheme]
-    if module and not dialect and importlib.util.find_spec(module) is None:
-        raise DeepsuiteError(f"{scheme} needs the {module} driver: pip install {package}")
-    from sqlalchemy import create_engine, text  # MLflow's own database layer
-
-    args = {"connect_timeout": connect_timeout_s} if scheme == "postgresql" and not dialect else {}
+                             f"{', '.join(SCHEMES)})") from None
+    module, package = DRIVERS.get(driver, (driver, driver))
+    if importlib.util.find_spec(module) is None:
+        raise DeepsuiteError(f"{redact(uri)} needs the {module} database driver: pip install '{package}'")
+    args = {"connect_timeout": connect_timeout_s} if url.get_backend_name() == "postgresql" else {}
     try:
-        engine = create_engine(uri, connect_args=args)
+        engine = create_engine(url, connect_args=args)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - drivers raise their own types
-        first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeepsuiteError(f"cannot connect to {redact(uri)}: {first_line}") from None
+        message = str(getattr(exc, "orig", None) or exc).strip()
+        raise DeepsuiteError(f"cannot connect to {redact(uri)}: "
+                             f"{message.splitlines()[0] if message else type(exc).__name__}") from None
 
 
 def check_artifacts(destination: str) -> str:
@@ -104,4 +116,6 @@ def start_server(backend_store_uri: str, artifacts_destination: str, host: str =
                 + ("\n  warning: no authentication: anyone who can reach this port can read and delete runs "
                    "(put it behind a VPN or an authenticating proxy)" if exposed else ""))
 
-    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=dict(NO_GENAI_JOBS))
+    echo(f"starting the MLflow server on {redact(backend_store_uri)} (a new database gets its tables first)")
+    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=dict(NO_GENAI_JOBS),
+                             ready_timeout=SCHEMA_READY_TIMEOUT_S)

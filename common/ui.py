@@ -144,7 +144,8 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 
 
 def run_mlflow_server(command: Sequence[str], url: str, banner: Callable[[str], str],
-                      echo: Callable[[str], None] = print, env: dict[str, str] | None = None) -> int:
+                      echo: Callable[[str], None] = print, env: dict[str, str] | None = None,
+                      ready_timeout: float = READY_TIMEOUT_S) -> int:
     """Start `command`, print `banner(url)` once it answers, wait; Ctrl-C or SIGTERM stop it cleanly."""
     child_env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **(env or {})}
     child_env.pop("MLFLOW_TRACKING_URI", None)  # the server is the store; a client URI would confuse it
@@ -152,7 +153,7 @@ def run_mlflow_server(command: Sequence[str], url: str, banner: Callable[[str], 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
-        wait_until_ready(url, process)
+        wait_until_ready(url, process, ready_timeout)
         echo(banner(url))
         sys.stdout.flush()
         code = process.wait()
