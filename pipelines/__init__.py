@@ -9,4 +9,5 @@ REGISTRY: dict[str, str] = {
     "image-classification": "pipelines.image_classification.pipeline:ImageClassificationPipeline",
     "medical-imaging": "pipelines.medical_imaging.pipeline:MedicalImagingPipeline",
     "image-denoising": "pipelines.image_denoising.pipeline:ImageDenoisingPipeline",
+    "text-generation": "pipelines.text_generation.pipeline:TextGenerationPipeline",
 }
