@@ -31,6 +31,7 @@ def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np
         "val_roc_auc": mb.roc_auc(y_val, s_val),
         "val_sensitivity": val_at["sensitivity"],
         "val_specificity": val_at["specificity"],
+        "true_positives": at["tp"], "false_negatives": at["fn"], "true_negatives": at["tn"], "false_positives": at["fp"],
     }
     predicted = np.where(s_test >= threshold, pos, 1 - pos)
     matrix = reports.confusion_matrix(splits.test.y, predicted, names)

@@ -1,0 +1,139 @@
+"""Medical imaging end to end through the real CLI: PneumoniaMNIST subset, real sqlite MLflow store."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import mlflow
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from tests.support.cli import SHARED_DATA, run_cli
+
+PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
+pytestmark = pytest.mark.skipif(not PNEUMONIA.exists(), reason="../shared/data/pneumoniamnist.npz is missing")
+SMOKE = ["run", "medical-imaging", "--preset", "smoke", "--set", f"data.source=medmnist:{PNEUMONIA}"]
+
+
+def only_run(folder):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("medical-imaging")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("medical-smoke")
+    result = run_cli([*SMOKE, "--set", "train.epochs=3", "--set", "model.tta_flip=true"], cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def _artifact_text(client, run_id, path):
+    local = client.download_artifacts(run_id, path)
+    with open(local, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_run_logs_clinical_metrics_curves_and_gradcam(smoke_run):
+    folder, result = smoke_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and "done: medical-imaging" in result.out
+    metrics = run.data.metrics
+    for name in ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold",
+                 "ece", "val_roc_auc"):
+        assert 0.0 <= metrics[f"test_{name}"] <= 1.0, name
+    assert metrics["test_roc_auc"] > 0.6  # 3 tiny epochs already separate pneumonia from normal
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/roc_curve.png", "plots/precision_recall_curve.png", "plots/confusion_matrix.png",
+            "plots/calibration.png", "plots/gradcam.png", "plots/learning_curves.png"} <= plots
+    assert run.data.params["data.size.test"] == "200" and run.data.params["model.class_weight"] == "balanced"
+
+
+def test_threshold_is_chosen_on_validation_and_applied_unchanged_to_test(smoke_run):
+    folder, _ = smoke_run
+    client, run = only_run(folder)
+    threshold = run.data.metrics["test_threshold"]
+    rows = list(csv.DictReader(io.StringIO(_artifact_text(client, run.info.run_id, "tables/test_predictions.csv"))))
+    assert len(rows) == 200
+    scores = np.array([float(r["score"]) for r in rows])
+    truth = np.array([r["label"] == "pneumonia" for r in rows])
+    called = np.array([r["predicted"] == "pneumonia" for r in rows])
+    assert np.array_equal(called, scores >= threshold)
+    assert run.data.metrics["test_sensitivity"] == pytest.approx(np.mean(called[truth]))
+    assert run.data.metrics["test_specificity"] == pytest.approx(np.mean(~called[~truth]))
+    operating = _artifact_text(client, run.info.run_id, "tables/operating_point.csv")
+    assert operating.splitlines()[1].startswith("validation,") and ",youden," in operating
+    exported = json.loads(_artifact_text(client, run.info.run_id, "export/deepsuite.json"))
+    assert exported["metadata"]["decision"]["threshold"] == pytest.approx(threshold)
+
+
+def test_predict_png_and_dicom_prints_probability_and_writes_gradcam(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    with np.load(PNEUMONIA) as stored:
+        Image.fromarray(np.kron(stored["test_images"][0], np.ones((4, 4), np.uint8))).save(tmp_path / "xray.png")
+    dicom = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    dicom.PhotometricInterpretation = "MONOCHROME1"
+    dicom.save_as(tmp_path / "scan.dcm")
+    result = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), str(tmp_path / "scan.dcm"),
+                      "--output", str(tmp_path / "cams"), "--json"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    answers = [json.loads(line) for line in result.out.strip().splitlines()]
+    assert [a["input"] for a in answers] == [str(tmp_path / "xray.png"), str(tmp_path / "scan.dcm")]
+    for answer in answers:
+        assert 0 <= answer["probability"] <= 1 and answer["positive_class"] == "pneumonia"
+        assert answer["label"] == ("pneumonia" if answer["probability"] >= answer["threshold"] else "normal")
+        overlay = Image.open(answer["gradcam"])  # drawn over the input at its own size (112 px PNG, 128 px CT)
+        assert overlay.mode == "RGB" and overlay.size == ((112, 112) if "xray" in answer["input"] else (128, 128))
+    plain = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "-o", str(tmp_path / "one.png")], cwd=folder)
+    assert plain.code == 0 and "p(pneumonia)=" in plain.out and "threshold" in plain.out
+    assert (tmp_path / "one.png").exists()
+
+
+def test_predict_on_a_non_image_dicom_is_one_clear_line(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    plan = get_testdata_file("rtplan.dcm")
+    result = run_cli(["predict", run.info.run_id, plan], cwd=folder)
+    assert result.code == 2 and "Traceback" not in result.err
+    ours = [line for line in result.err.splitlines() if not _tensorflow_log(line)]
+    assert ours == [
+        f"error: {plan}: DICOM without an image (modality/SOP class RTPLAN); expected an image such as an X-ray "
+        "(CR/DX), CT or MR slice"]
+
+
+def _tensorflow_log(line: str) -> bool:
+    """TensorFlow's C++ start-up lines (absl/oneDNN) that TF_CPP_MIN_LOG_LEVEL does not silence."""
+    return line.startswith(("WARNING: All log messages before absl", "I0000 ", "W0000 "))
+
+
+def test_npz_with_missing_keys_fails_the_run_with_the_key(tmp_path):
+    with np.load(PNEUMONIA) as stored:
+        arrays = {k: stored[k][:50] for k in stored.files if k != "test_labels"}
+    np.savez(tmp_path / "partial.npz", **arrays)
+    result = run_cli(["run", "medical-imaging", "--preset", "smoke", "--set",
+                      f"data.source=medmnist:{tmp_path / 'partial.npz'}"], cwd=tmp_path)
+    assert result.code == 2 and "missing key(s) test_labels" in result.err and "partial.npz" in result.err
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED" and "test_labels" in run.data.tags["deepsuite.status_reason"]
+
+
+def test_jax_backend_without_tensorflow_trains_and_draws_gradcam(tmp_path):
+    result = run_cli([*SMOKE, "--set", "train.epochs=1"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    assert "plots/gradcam.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    export = next((tmp_path / "mlruns" / "artifacts").rglob("export/model.keras"))
+    dicom = get_testdata_file("CT_small.dcm")
+    predicted = run_cli(["predict", str(export), dicom, "-o", str(tmp_path / "ct.png")], cwd=tmp_path,
+                        backend="jax", hide_tensorflow=True)
+    assert predicted.code == 0, predicted.err[-2000:]
+    assert (tmp_path / "ct.png").exists() and predicted.out.startswith(f"{dicom}: ")
