@@ -1,0 +1,1 @@
+"""Recommendation: MovieLens 100K (offline) or any ratings CSV -> biased MF / NeuMF / two-tower -> top-N titles."""

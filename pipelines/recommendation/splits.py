@@ -1,0 +1,195 @@
+"""Ratings -> train/validation/test, id vocabularies and side-feature matrices.
+
+Two splits, selectable with data.split:
+- random: a seeded `test_fraction` of all ratings is the test set (the literature's 80/20), and `val_fraction` of
+  the rest is held out for validation;
+- temporal (leave-last-out, what a product does): each user's last rating is the test, the second-to-last the
+  validation. Order is by timestamp, ties broken by item id (so among ratings sharing the user's last
+  timestamp the highest item id is the test item; MovieLens 100K has 415 such users), or by file order when
+  the source has no timestamps. Users with one rating stay in training; with two, there is no validation row.
+
+Vocabularies cover every user and item in the data (index 0 is "unknown id"): an item or user that has no
+training rating (cold start) keeps a zero embedding and is scored from its biases/side features, and the
+ranking still covers the full catalogue. Ids never seen at all map to index 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.errors import DataError
+from common.pipeline import Splits
+from pipelines.recommendation.data import Ratings
+
+
+@dataclass
+class Interactions:
+    """One split in index space (1..n; 0 is unknown) with the raw ids kept for the model's inputs."""
+
+    users: np.ndarray    # int32 indices
+    items: np.ndarray
+    ratings: np.ndarray  # float32
+    raw_users: np.ndarray
+    raw_items: np.ndarray
+    times: np.ndarray      # int64 timestamps, or row numbers in the file when the source has none
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+@dataclass
+class Catalogue:
+    """Everything beyond the splits that training, evaluation and `recommend` need."""
+
+    user_vocab: np.ndarray            # raw ids, sorted; index = position + 1
+    item_vocab: np.ndarray
+    train: Interactions
+    val: Interactions
+    test: Interactions
+    titles: list[str]                 # by item index (0: "")
+    user_features: np.ndarray | None  # (n_users + 1, n_tokens) row-normalised multi-hot, or None
+    item_features: np.ndarray | None
+    feature_names: dict[str, list[str]]
+    rating_range: tuple[float, float]
+    split: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_vocab)
+
+    def seen_matrix(self, include_val: bool = True) -> np.ndarray:
+        """(users+1, items+1) bool: what each user rated before the test (excluded from rankings)."""
+        seen = np.zeros((self.num_users + 1, self.num_items + 1), dtype=bool)
+        parts = [self.train, self.val] if include_val else [self.train]
+        for part in parts:
+            seen[part.users, part.items] = True
+        seen[:, 0] = True  # the unknown-item slot is never recommended
+        return seen
+
+    def popularity(self) -> np.ndarray:
+        """Training interactions per item index (train + validation), the popularity baseline's score."""
+        counts = np.bincount(np.concatenate([self.train.items, self.val.items]), minlength=self.num_items + 1)
+        return counts.astype("float64")
+
+
+@dataclass
+class RatingSplits(Splits):
+    """Splits whose x are {"user_id", "item_id"} model inputs and y the ratings, plus the catalogue."""
+
+    catalogue: Catalogue | None = None
+
+
+def index_of(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Raw ids -> 1-based positions in the sorted `vocab`, 0 when absent (NumPy twin of IdLookup)."""
+    raw = np.asarray(raw)
+    if vocab.dtype.kind in "iu" and raw.dtype.kind not in "iu":
+        try:
+            raw = raw.astype(vocab.dtype)
+        except (TypeError, ValueError):
+            return np.zeros(raw.shape, dtype="int32")
+    elif vocab.dtype.kind not in "iu":
+        raw = raw.astype(str).astype(object)
+    position = np.searchsorted(vocab, raw)
+    clipped = np.minimum(position, len(vocab) - 1)
+    found = vocab[clipped] == raw
+    return np.where(found, position + 1, 0).astype("int32")
+
+
+def split_ratings(ratings: Ratings, split: str, test_fraction: float, val_fraction: float, seed: int,
+                  max_users: int | None = None) -> Catalogue:
+    notes = list(ratings.notes)
+    users, items, values, times = ratings.users, ratings.items, ratings.ratings, ratings.timestamps
+    if max_users:
+        kept = np.unique(users)[:max_users]
+        mask = np.isin(users, kept)
+        users, items, values = users[mask], items[mask], values[mask]
+        times = None if times is None else times[mask]
+        notes.append(f"kept the first {len(kept)} users by id ({int(mask.sum())} ratings)")
+    user_vocab, item_vocab = _sorted_unique(users), _sorted_unique(items)
+    u, i = index_of(user_vocab, users), index_of(item_vocab, items)
+    if split == "random":
+        train, val, test = _random(len(values), test_fraction, val_fraction, seed)
+    elif split == "temporal":
+        train, val, test = _leave_last_out(u, i, times, val_fraction > 0)
+        if times is None:
+            notes.append("temporal split without timestamps: file order is the time order")
+    else:
+        raise DataError(f"data.split={split!r}: use random or temporal")
+    if not len(test) or not len(train):
+        raise DataError(f"{ratings.source}: the {split} split left an empty train or test set "
+                        f"({len(values)} ratings, {len(user_vocab)} users); more ratings are needed")
+    when = np.arange(len(values), dtype="int64") if times is None else times
+    part = lambda rows: Interactions(u[rows], i[rows], values[rows], users[rows], items[rows], when[rows])  # noqa: E731
+    catalogue = Catalogue(user_vocab, item_vocab, part(train), part(val), part(test),
+                          titles=[""] + [str(ratings.titles.get(raw, raw)) for raw in item_vocab],
+                          user_features=None, item_features=None, feature_names={},
+                          rating_range=(float(values.min()), float(values.max())), split=split, notes=notes)
+    _add_side_features(catalogue, ratings)
+    _note_cold_start(catalogue)
+    return catalogue
+
+
+def _sorted_unique(ids: np.ndarray) -> np.ndarray:
+    unique = np.unique(ids)
+    return unique.astype("int64") if unique.dtype.kind in "iu" else unique.astype(str).astype(object)
+
+
+def _random(n: int, test_fraction: float, val_fraction: float, seed: int):
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    rest = order[n_test:]
+    n_val = int(round(len(rest) * val_fraction))
+    return np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.sort(order[:n_test])
+
+
+def _leave_last_out(u: np.ndarray, i: np.ndarray, times: np.ndarray | None, with_val: bool):
+    when = np.arange(len(u)) if times is None else times
+    order = np.lexsort((i, when, u))            # by user, then time, then item id
+    su = u[order]
+    is_last = np.r_[su[1:] != su[:-1], True]
+    is_first = np.r_[True, su[1:] != su[:-1]]
+    count = np.diff(np.r_[np.flatnonzero(is_first), len(su)])
+    per_row_count = np.repeat(count, count)
+    test = is_last & (per_row_count >= 2)
+    val = np.r_[is_last[1:], False] & ~is_last & (per_row_count >= 3) & with_val
+    train = ~(test | val)
+    return np.sort(order[train]), np.sort(order[val]), np.sort(order[test])
+
+
+def _add_side_features(catalogue: Catalogue, ratings: Ratings) -> None:
+    """Multi-hot genre / user-attribute matrices by index (row-normalised), when the data has them."""
+    for kind, vocab, tokens in (("item", catalogue.item_vocab, ratings.genres),
+                                ("user", catalogue.user_vocab, ratings.user_attributes)):
+        if not tokens:
+            continue
+        names = sorted({t for raw in vocab for t in tokens.get(raw, ())})
+        if not names:
+            continue
+        column = {name: k for k, name in enumerate(names)}
+        matrix = np.zeros((len(vocab) + 1, len(names)), dtype="float32")
+        for row, raw in enumerate(vocab, start=1):
+            for token in tokens.get(raw, ()):
+                matrix[row, column[token]] = 1.0
+        matrix /= np.maximum(matrix.sum(axis=1, keepdims=True), 1.0)
+        setattr(catalogue, f"{kind}_features", matrix)
+        catalogue.feature_names[kind] = names
+
+
+def _note_cold_start(catalogue: Catalogue) -> None:
+    trained_users = np.zeros(catalogue.num_users + 1, bool)
+    trained_items = np.zeros(catalogue.num_items + 1, bool)
+    trained_users[catalogue.train.users] = True
+    trained_items[catalogue.train.items] = True
+    test = catalogue.test
+    cold_users = int((~trained_users[test.users]).sum())
+    cold_items = int((~trained_items[test.items]).sum())
+    if cold_users or cold_items:
+        catalogue.notes.append(
+            f"cold start: {cold_users} test ratings by users and {cold_items} of items with no training rating; "
+            "they are scored from biases/side features (zero embeddings), rankings for such users use popularity")
