@@ -137,3 +137,26 @@ def test_jax_backend_without_tensorflow_trains_and_draws_gradcam(tmp_path):
                         backend="jax", hide_tensorflow=True)
     assert predicted.code == 0, predicted.err[-2000:]
     assert (tmp_path / "ct.png").exists() and predicted.out.startswith(f"{dicom}: ")
+
+
+def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
+    """For GAP -> Dense, Grad-CAM's channel weights are the logit kernel column / (h*w): an exact check
+    of the backend gradient path (the same check passes under KERAS_BACKEND=jax)."""
+    import keras
+
+    from pipelines.medical_imaging.config import MedicalModel
+    from pipelines.medical_imaging.gradcam import GradCam
+    from pipelines.medical_imaging.model import build_model
+
+    keras.utils.set_random_seed(1)
+    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8, 16], blocks_per_stage=1, tta_flip=True))
+    with np.load(PNEUMONIA) as stored:
+        images = stored["test_images"][:6, ..., None]
+    classes = np.array([0, 1, 0, 1, 1, 0])
+    gradcam = GradCam(model)
+    heatmaps = gradcam(images, classes)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("classifier").get_layer("logits").kernel)
+    maps = keras.ops.convert_to_numpy(gradcam.features(images))
+    cam = np.maximum(np.einsum("nhwc,cn->nhw", maps, kernel[:, classes]), 0)
+    cam /= np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12)
+    assert heatmaps.shape == (6, 14, 14) and np.abs(heatmaps - cam).max() < 1e-4
