@@ -47,11 +47,23 @@ def load_export(folder: Path) -> tuple[Any, dict]:
     if not meta_path.exists():
         raise DeepsuiteError(f"{folder} has no {METADATA_FILE}; export it with `deepsuite run`")
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    _import_pipeline(metadata.get("pipeline"))
     try:
         model = keras.saving.load_model(folder / "model.keras")
     except Exception as exc:  # noqa: BLE001 - keras raises several types for bad files
         raise DeepsuiteError(f"{folder / 'model.keras'}: cannot load model ({exc})") from None
     return model, metadata
+
+
+def _import_pipeline(name: str | None) -> None:
+    """Import the pipeline's module first: it registers the custom Keras layers its model may use."""
+    from common import registry
+
+    if name:
+        try:
+            registry.get(name)
+        except DeepsuiteError:
+            pass  # an unknown pipeline is reported by invoke(); a plain Keras model may still load
 
 
 def invoke(command: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,

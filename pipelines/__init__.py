@@ -9,5 +9,7 @@ REGISTRY: dict[str, str] = {
     "image-classification": "pipelines.image_classification.pipeline:ImageClassificationPipeline",
     "medical-imaging": "pipelines.medical_imaging.pipeline:MedicalImagingPipeline",
     "image-denoising": "pipelines.image_denoising.pipeline:ImageDenoisingPipeline",
+    "sentiment-analysis": "pipelines.sentiment_analysis.pipeline:SentimentAnalysisPipeline",
     "text-generation": "pipelines.text_generation.pipeline:TextGenerationPipeline",
+    "recommendation": "pipelines.recommendation.pipeline:RecommendationPipeline",
 }

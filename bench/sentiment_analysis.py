@@ -1,0 +1,86 @@
+"""Sentiment benchmark: the `default` preset on the VADER movie-review sentences (MR), CPU, through the CLI.
+
+Prints test accuracy (and ROC-AUC, F1, training time) beside the published MR figures, all without
+pretrained embeddings except the last reference. Our test set is a fixed 10% stratified split (1,056
+sentences, labels = sign of the mean human rating); the references are 10-fold cross-validation on
+Pang & Lee's original labels, so read them as scale, not as a like-for-like comparison. With 1,056 test
+sentences one standard error of accuracy is about 1.2 points.
+
+    python bench/sentiment_analysis.py                      # default preset (model.kind=ngram)
+    python bench/sentiment_analysis.py --kind cnn --kind bigru   # other architectures, same split
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 0.80
+REFERENCES = [  # MR sentence polarity, 10-fold CV (Kim 2014, Table 2; Wang & Manning 2012)
+    ("CNN-rand (Kim 2014), random embeddings", 0.761),
+    ("NBSVM-bi (Wang & Manning 2012)", 0.794),
+    ("CNN-static (Kim 2014), word2vec embeddings", 0.810),
+]
+
+
+def run(kind: str | None, extra: list[str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        args = [sys.executable, "-m", "common.cli", "run", "sentiment-analysis", "--set", "tracking.log_model=false"]
+        if kind:
+            args += ["--set", f"model.kind={kind}"]
+        for item in extra:
+            args += ["--set", item]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+        started = time.time()
+        proc = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
+        wall = time.time() - started
+        if proc.returncode:
+            sys.exit(f"run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        metrics = {k: float(v) for k, v in re.findall(r"(test_\w+)=([0-9.]+)", proc.stdout)}
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+        run_ = client.search_runs([client.get_experiment_by_name("sentiment-analysis").experiment_id])[0]
+        metrics["fit_seconds"] = run_.data.metrics["fit_seconds"]
+        metrics["epochs"] = len(client.get_metric_history(run_.info.run_id, "val_accuracy"))
+        metrics["wall_seconds"] = wall
+        metrics["digest"] = run_.data.params["data.digest"]
+        metrics["sizes"] = "/".join(run_.data.params[f"data.size.{k}"] for k in ("train", "val", "test"))
+        return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", action="append", help="model.kind to run (repeatable); default: the preset's")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="extra config key=value")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"sentiment-analysis bench: preset default, CPU, backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}, "
+          f"{os.cpu_count()} cores, load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    results = []
+    for kind in args.kind or [None]:
+        m = run(kind, args.overrides)
+        results.append((kind or "default (ngram)", m))
+        print(f"  {kind or 'default'}: split train/val/test {m['sizes']}, digest {m['digest']}; "
+              f"{int(m['epochs'])} epochs, fit {m['fit_seconds']:.0f} s (wall {m['wall_seconds']:.0f} s)", flush=True)
+    print(f"\n{'model':<48} {'test accuracy':>13} {'ROC-AUC':>8} {'F1':>7}")
+    for name, acc in REFERENCES:
+        print(f"{name:<48} {acc:>13.1%} {'':>8} {'':>7}")
+    for name, m in results:
+        print(f"{'ours: ' + name:<48} {m['test_accuracy']:>13.1%} {m['test_roc_auc']:>8.3f} {m['test_f1']:>7.3f}")
+    best = max(m["test_accuracy"] for _, m in results)
+    fit = max(m["fit_seconds"] for _, m in results)
+    verdict = "met" if best >= TARGET else "NOT met"
+    print(f"\ntarget: test accuracy >= {TARGET:.0%} with no pretrained embeddings, <= 10 min training: "
+          f"{verdict} (best {best:.1%}, longest fit {fit / 60:.1f} min; load average now "
+          f"{os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()

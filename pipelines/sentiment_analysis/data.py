@@ -1,0 +1,263 @@
+"""Labelled texts for sentiment: the VADER snippet sets (offline, from PyPI), IMDB, CSV/TSV, class folders.
+
+Every source ends as texts with binary labels (0 = negative, 1 = positive) and a `label_rule` sentence
+saying how the raw labels were mapped, which the report and the data card show. Labels that fit no
+rule are an error that lists them, never a guess.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.data.pypi_artifact import pypi_file
+from common.data.sources import Source, first_available
+from common.data.text_tables import LabeledTexts, decode_text, read_class_folders, read_table
+from common.errors import DataError
+
+VADER = "vaderSentiment==3.3.2"
+VADER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
+VADER_SETS = {  # source name -> (member of the archive, what it is)
+    "movie_reviews": ("movieReviewSnippets_GroundTruth.txt", "10,605 movie-review sentences (Pang & Lee)"),
+    "tweets": ("tweets_GroundTruth.txt", "4,200 tweets"),
+    "amazon_reviews": ("amazonReviewSnippets_GroundTruth.txt", "3,708 Amazon product-review sentences"),
+    "nyt_editorials": ("nytEditorialSnippets_GroundTruth.txt", "5,190 New York Times editorial sentences"),
+}
+POSITIVE_NAMES = {"pos", "positive", "good"}
+NEGATIVE_NAMES = {"neg", "negative", "bad"}
+CLASS_NAMES = ["negative", "positive"]
+
+
+@dataclass
+class LabeledCorpus:
+    """Binary-labelled texts; `split` holds "train"/"test" when the source has its own test set."""
+
+    name: str
+    source: str
+    texts: list[str]
+    labels: np.ndarray
+    label_rule: str
+    split: list[str] = field(default_factory=list)
+    card: list[str] = field(default_factory=list)  # data-card lines for the report
+
+
+def load_corpus(data) -> LabeledCorpus:
+    """Dispatch on `data.source` (a TextData config section)."""
+    source = data.source
+    if source in VADER_SETS:
+        return load_vader(source, data.cache_dir)
+    if source == "imdb":
+        return load_imdb(data)
+    kind, sep, location = source.partition(":")
+    if sep and kind in ("csv", "tsv"):
+        table = read_table(location, data.text_column, data.label_column, "\t" if kind == "tsv" else None,
+                           data.encoding)
+        return _from_raw(f"{Path(location).stem}", f"{kind}:{Path(location).expanduser().resolve()}", table, data,
+                         f"column {data.label_column!r} of {Path(location).name}")
+    if sep and kind == "folder":
+        folders = read_class_folders(location, data.encoding)
+        return _from_raw(Path(location).name or "folder", f"folder:{Path(location).expanduser().resolve()}",
+                         folders, data, f"the class folder names under {location}")
+    allowed = ", ".join([*VADER_SETS, "imdb", "csv:<file>", "tsv:<file>", "folder:<dir>"])
+    raise DataError(f"unknown data.source {source!r} (valid: {allowed})")
+
+
+# -- the VADER snippet sets ---------------------------------------------------------------------------
+
+
+def load_vader(name: str, cache_dir: str | None = None) -> LabeledCorpus:
+    """id <TAB> mean rating (-4..4, about 20 raters) <TAB> text; label = sign of the mean, zeros dropped."""
+    member, what = VADER_SETS[name]
+    path = pypi_file(VADER, f"{VADER_ARCHIVE}!{member}", sdist=True, root=Path(cache_dir) if cache_dir else None)
+    text = decode_text(path.read_bytes(), f"{VADER} {member}")
+    texts, ratings = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        try:
+            rating = float(fields[1])
+        except (IndexError, ValueError):
+            raise DataError(f"{path}: line {number} is not 'id<TAB>rating<TAB>text': {line[:80]!r}; "
+                            "delete the cached file to fetch it again") from None
+        texts.append(html.unescape("\t".join(fields[2:]).strip()))
+        ratings.append(rating)
+    ratings = np.asarray(ratings)
+    keep = ratings != 0
+    dropped = int((~keep).sum())
+    rule = (f"label = sign of the mean human rating (-4..4); {dropped} sentence(s) rated exactly 0 dropped")
+    card = [f"{what} from the VADER ground-truth files (Hutto & Gilbert, ICWSM 2014; MIT), "
+            f"inside the {VADER} source archive on PyPI", rule]
+    return LabeledCorpus(name, f"pypi:{VADER}!{VADER_ARCHIVE}!{member}", [t for t, k in zip(texts, keep) if k],
+                         (ratings[keep] > 0).astype(np.int8), rule, card=card)
+
+
+# -- IMDB (online) ------------------------------------------------------------------------------------
+
+
+def load_imdb(data) -> LabeledCorpus:
+    """IMDB reviews (25k train / 25k test): TFDS `imdb_reviews` (raw text), else the Keras download."""
+    from common.data.cache import cached_arrays
+
+    def tfds_texts():
+        from common.data.tfds_source import load_tfds_supervised
+
+        arrays = load_tfds_supervised("imdb_reviews", data.tfds_data_dir, data.download)
+        return {k: (np.char.decode(arrays[k].astype(bytes), "utf-8") if k.endswith("_x") else arrays[k])
+                for k in ("train_x", "train_y", "test_x", "test_y")}
+
+    def keras_texts():
+        if not data.download:
+            raise DataError("data.download is off")
+        return _keras_imdb_texts()
+
+    def cached(build, tag):
+        return lambda: cached_arrays(f"imdb-{tag}", {"source": tag}, build,
+                                     Path(data.cache_dir) if data.cache_dir else None)[0]
+
+    arrays, source = first_available("imdb", [
+        Source("tfds:imdb_reviews", cached(tfds_texts, "tfds"), "needs the internet or a prepared tfds_data_dir"),
+        Source("keras:imdb", cached(keras_texts, "keras"), "needs the internet"),
+    ])
+    texts = [str(t).replace("<br />", " ") for t in arrays["train_x"]] + \
+            [str(t).replace("<br />", " ") for t in arrays["test_x"]]
+    labels = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int8)
+    split = ["train"] * len(arrays["train_x"]) + ["test"] * len(arrays["test_x"])
+    rule = "IMDB's own labels (rating <= 4 negative, >= 7 positive)"
+    card = [f"IMDB movie reviews (Maas et al., 2011) via {source.name}", rule]
+    return LabeledCorpus("imdb", source.name, texts, labels, rule, split, card)
+
+
+def _keras_imdb_texts() -> dict[str, np.ndarray]:
+    """Keras ships IMDB as word ids; map them back to (lower-cased, punctuation-free) words."""
+    import keras
+
+    try:
+        (train_x, train_y), (test_x, test_y) = keras.datasets.imdb.load_data(index_from=3)
+        index = keras.datasets.imdb.get_word_index()
+    except Exception as exc:  # noqa: BLE001 - urllib/OSError/HTTP errors, all mean "could not download"
+        raise DataError(f"Keras IMDB download failed ({type(exc).__name__}: {str(exc)[:120]})") from None
+    words = {i + 3: w for w, i in index.items()}
+    decode = lambda seqs: np.array([" ".join(words.get(i, "") for i in s if i >= 3) for s in seqs])  # noqa: E731
+    return {"train_x": decode(train_x), "train_y": np.asarray(train_y), "test_x": decode(test_x),
+            "test_y": np.asarray(test_y)}
+
+
+# -- user files: labels mapped by explicit rules --------------------------------------------------------
+
+
+def _from_raw(name: str, source: str, raw: LabeledTexts, data, where: str) -> LabeledCorpus:
+    texts = list(raw.texts)
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty and not data.skip_empty_texts:
+        rows = ", ".join(raw.origin[i] for i in empty[:5])
+        raise DataError(f"{len(empty)} empty text(s) in {source} (first: {rows}); remove them or set "
+                        "data.skip_empty_texts=true")
+    labels, keep, rule = map_labels(raw.labels, data, where, raw.origin)
+    keep &= np.array([bool(t.strip()) for t in texts], dtype=bool)
+    card = [f"{name}: {len(texts)} texts from {source}", rule]
+    if empty:
+        card.append(f"{len(empty)} empty text(s) skipped (data.skip_empty_texts)")
+    split = [s for s, k in zip(raw.split, keep) if k] if raw.split and any(raw.split) else []
+    return LabeledCorpus(name, source, [t for t, k in zip(texts, keep) if k], labels[keep], rule, split, card)
+
+
+def map_labels(raw: list[str], data, where: str, origin: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Raw label strings -> (0/1 labels, rows to keep, the rule used). Anything unexpected is an error."""
+    origin = origin or [f"row {i + 1}" for i in range(len(raw))]
+    values = sorted(set(raw))
+    if data.positive_labels:
+        pos, neg = set(data.positive_labels), set(data.negative_labels)
+        unexpected = [i for i, v in enumerate(raw) if v not in pos | neg]
+        if unexpected:
+            found = sorted({raw[i] for i in unexpected})
+            raise DataError(f"{where}: {len(unexpected)} label(s) in neither data.positive_labels nor "
+                            f"data.negative_labels: {_few(found)} (first at {origin[unexpected[0]]})")
+        labels = np.array([v in pos for v in raw], dtype=np.int8)
+        return labels, np.ones(len(raw), bool), f"positive = {sorted(pos)}, negative = {sorted(neg)} ({where})"
+    numbers = _as_numbers(raw)
+    if numbers is None:
+        lower = {v.lower() for v in values}
+        if lower <= POSITIVE_NAMES | NEGATIVE_NAMES and lower & POSITIVE_NAMES and lower & NEGATIVE_NAMES:
+            labels = np.array([v.lower() in POSITIVE_NAMES for v in raw], dtype=np.int8)
+            return labels, np.ones(len(raw), bool), f"labels named positive/negative ({where}: {', '.join(values)})"
+        raise DataError(f"{where}: label values {_few(values)} are not numbers or positive/negative names; set "
+                        "data.positive_labels and data.negative_labels (e.g. --set 'data.positive_labels=[good]')")
+    if np.isnan(numbers).any():
+        first = int(np.flatnonzero(np.isnan(numbers))[0])
+        raise DataError(f"{where}: missing label at {origin[first]}; fill it in or remove the row")
+    threshold = data.label_threshold
+    distinct = set(numbers.tolist())
+    if threshold is None:
+        if distinct <= {0.0, 1.0} and len(distinct) == 2:
+            threshold, why = 0.5, "0 = negative, 1 = positive"
+        elif numbers.min() < 0 < numbers.max():
+            threshold, why = 0.0, "signed ratings: sign of the rating"
+        elif distinct <= {1.0, 2.0, 3.0, 4.0, 5.0} and min(distinct) <= 2 and max(distinct) >= 4:
+            threshold, why = 3.0, "1-5 stars: 1-2 negative, 4-5 positive"
+        else:
+            raise DataError(f"{where}: numeric labels {_few(sorted(distinct))} fit no known scale; set "
+                            "data.label_threshold (above = positive, below = negative, equal = dropped)")
+    else:
+        why = f"data.label_threshold = {threshold:g}"
+    keep = numbers != threshold
+    labels = (numbers > threshold).astype(np.int8)
+    if len(set(labels[keep].tolist())) < 2:
+        raise DataError(f"{where}: every label falls on one side of the threshold {threshold:g}; "
+                        "set data.label_threshold between the negative and positive values")
+    dropped = int((~keep).sum())
+    return labels, keep, f"{why} ({where}); {dropped} row(s) equal to {threshold:g} dropped"
+
+
+def _as_numbers(raw: list[str]) -> np.ndarray | None:
+    try:
+        return np.array([float(v) if v.strip() else math.nan for v in raw], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _few(values: list, limit: int = 8) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} distinct)"
+
+
+# -- the fixed split ---------------------------------------------------------------------------------
+
+
+def split_indices(corpus: LabeledCorpus, val_fraction: float, test_fraction: float, seed: int
+                  ) -> dict[str, np.ndarray]:
+    """Stratified train/val/test indices from `seed` alone; a source's own test set is kept as is."""
+    rng = np.random.default_rng(seed)
+    own_test = bool(corpus.split) and "test" in corpus.split
+    pool = np.array([i for i, s in enumerate(corpus.split) if s != "test"]) if own_test else np.arange(len(corpus.texts))
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label in (0, 1):
+        members = pool[corpus.labels[pool] == label]
+        members = members[rng.permutation(len(members))]
+        n_test = 0 if own_test else int(round(len(members) * test_fraction))
+        n_val = int(round(len(members) * val_fraction))
+        parts["test"].append(members[:n_test])
+        parts["val"].append(members[n_test:n_test + n_val])
+        parts["train"].append(members[n_test + n_val:])
+    out = {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
+    if own_test:
+        out["test"] = np.array([i for i, s in enumerate(corpus.split) if s == "test"])
+    for name, idx in out.items():
+        if len(idx) == 0 or len(set(corpus.labels[idx].tolist())) < 2:
+            raise DataError(f"{corpus.name}: the {name} split would lack a class ({len(idx)} texts); "
+                            "a dataset needs enough positive and negative examples")
+    return out
+
+
+def split_digest(texts: dict[str, list[str]], labels: dict[str, np.ndarray]) -> str:
+    """A content hash of the split (which texts, which labels, in which split), logged with the run."""
+    h = hashlib.sha256()
+    for name in sorted(texts):
+        h.update(name.encode())
+        for text, label in zip(texts[name], labels[name]):
+            h.update(f"{int(label)}\t{text}\n".encode("utf-8"))
+    return h.hexdigest()[:16]

@@ -1,0 +1,97 @@
+"""Binary sentiment metrics and report pieces: ROC-AUC, F1, confusion matrix, the most confident errors."""
+from __future__ import annotations
+
+import csv
+import html
+import io
+
+import numpy as np
+
+from common import reports
+
+
+def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = (p_positive >= threshold).astype(np.int64)
+    tp = int(np.sum((y_pred == 1) & (y_true == 1)))
+    fp = int(np.sum((y_pred == 1) & (y_true == 0)))
+    fn = int(np.sum((y_pred == 0) & (y_true == 1)))
+    tn = int(np.sum((y_pred == 0) & (y_true == 0)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    neg_precision = tn / (tn + fn) if tn + fn else 0.0
+    neg_recall = tn / (tn + fp) if tn + fp else 0.0
+    neg_f1 = 2 * neg_precision * neg_recall / (neg_precision + neg_recall) if neg_precision + neg_recall else 0.0
+    p = np.clip(p_positive, 1e-7, 1 - 1e-7)
+    return {
+        "accuracy": float(np.mean(y_pred == y_true)),
+        "roc_auc": roc_auc(y_true, p_positive),
+        "f1": float(f1),
+        "macro_f1": float((f1 + neg_f1) / 2),
+        "precision": float(precision),
+        "recall": float(recall),
+        "log_loss": float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))),
+    }
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a random positive > a random negative), ties counting half."""
+    y_true = np.asarray(y_true).astype(bool)
+    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = np.asarray(scores)[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve_figure(y_true: np.ndarray, scores: np.ndarray, auc: float):
+    plt = reports._plt()
+    order = np.argsort(-scores, kind="mergesort")
+    y = np.asarray(y_true)[order].astype(bool)
+    tpr = np.concatenate([[0], np.cumsum(y) / max(y.sum(), 1)])
+    fpr = np.concatenate([[0], np.cumsum(~y) / max((~y).sum(), 1)])
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"ROC-AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC curve (test)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confident_errors(texts: list[str], y_true: np.ndarray, p_positive: np.ndarray, class_names: list[str],
+                     limit: int = 50) -> list[dict]:
+    """Wrong predictions, most confident first: the texts most worth reading when judging a model."""
+    y_pred = (p_positive >= 0.5).astype(int)
+    confidence = np.where(y_pred == 1, p_positive, 1 - p_positive)
+    wrong = np.flatnonzero(y_pred != np.asarray(y_true))
+    wrong = wrong[np.argsort(-confidence[wrong], kind="mergesort")][:limit]
+    return [{"rank": k + 1, "true": class_names[int(y_true[i])], "predicted": class_names[int(y_pred[i])],
+             "confidence": round(float(confidence[i]), 4), "text": texts[i]} for k, i in enumerate(wrong)]
+
+
+def errors_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["rank", "true", "predicted", "confidence", "text"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def errors_html(rows: list[dict]) -> str:
+    body = "".join(f"<tr><td>{r['rank']}</td><td>{r['true']}</td><td>{r['predicted']}</td>"
+                   f"<td>{r['confidence']:.3f}</td><td>{html.escape(r['text'])}</td></tr>" for r in rows)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Most confident errors</title></head>"
+            "<body style='font-family:sans-serif'><h1>Most confident test errors</h1>"
+            "<table border=1 cellpadding=4><tr><th>#</th><th>true</th><th>predicted</th><th>confidence</th>"
+            f"<th>text</th></tr>{body}</table></body></html>")

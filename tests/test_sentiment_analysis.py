@@ -1,0 +1,146 @@
+"""Sentiment analysis end to end through the real CLI: VADER movie sentences, real sqlite MLflow store."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from common.errors import DataError
+from tests.support.cli import run_cli
+
+SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def vader_available():
+    from pipelines.sentiment_analysis.data import load_vader
+
+    try:
+        load_vader("movie_reviews")  # fills the session cache once, so the CLI runs below start offline
+    except DataError as exc:
+        pytest.skip(f"vaderSentiment sdist unavailable: {exc}")
+
+
+def only_run(folder):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("sentiment-analysis").experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def tf_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sa-smoke")
+    result = run_cli([*SMOKE, "--set", "train.learning_rate=0.005"], cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_run_records_metrics_report_and_split(tf_run):
+    folder, result = tf_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("ngram-smoke-")
+    metrics, params = run.data.metrics, run.data.params
+    for name in ("test_accuracy", "test_roc_auc", "test_f1", "test_macro_f1", "test_log_loss"):
+        assert 0 <= metrics[name] <= (1 if name != "test_log_loss" else 10), name
+    assert metrics["test_accuracy"] > 0.55 and metrics["test_roc_auc"] > 0.6  # chance is 0.5
+    assert params["data.size.train"] == "1500" and len(params["data.digest"]) == 16
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
+    assert run.inputs.dataset_inputs[0].dataset.name == "movie_reviews"
+    artifacts = lambda path=None: {a.path for a in client.list_artifacts(run.info.run_id, path)}  # noqa: E731
+    assert {"plots/learning_curves.png", "plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts("plots")
+    assert {"tables/most_confident_errors.csv", "tables/most_confident_errors.html"} <= artifacts("tables")
+    assert {"export/model.keras", "export/deepsuite.json", "export/vocabulary.txt"} <= artifacts("export")
+    assert "model/MLmodel" in artifacts("model")
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tables",
+                                                tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    rows = list(csv.DictReader(io.open(f"{local}/most_confident_errors.csv", encoding="utf-8")))
+    assert rows and rows[0]["text"] and rows[0]["true"] != rows[0]["predicted"]
+    assert float(rows[0]["confidence"]) >= float(rows[-1]["confidence"]) >= 0.5
+    report = (folder / "mlruns" / "artifacts").rglob("report.html").__next__().read_text(encoding="utf-8")
+    assert "rated exactly 0 dropped" in report and f"digest {params['data.digest']}" in report
+
+
+def test_predict_strings_a_file_and_an_empty_string(tf_run, tmp_path):
+    folder, _ = tf_run
+    _, run = only_run(folder)
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("A moving, beautifully shot film.\n\nDull and lifeless.\n", encoding="utf-8")
+    result = run_cli(["predict", run.info.run_id, "A gorgeous, witty delight.", "", str(texts), "--json"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    answers = [json.loads(line) for line in result.out.strip().splitlines()]
+    assert [a["input"] for a in answers] == ["[1]", "[2]", "reviews.txt:1", "reviews.txt:3"]
+    assert answers[1]["label"] is None and answers[1]["note"] == "empty text" and "summary" in answers[1]
+    for answer in answers[:1] + answers[2:]:
+        assert answer["label"] in ("negative", "positive") and 0.5 <= answer["probability"] <= 1
+        assert answer["summary"].startswith(f"{answer['input']}: {answer['label']} (")
+    assert answers[0]["summary"].endswith("'A gorgeous, witty delight.'")
+
+
+def test_predict_on_non_utf8_file_is_one_clear_line(tf_run, tmp_path):
+    folder, _ = tf_run
+    _, run = only_run(folder)
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes("Na\xefve and charming\n".encode("latin-1"))
+    result = run_cli(["predict", run.info.run_id, str(bad)], cwd=folder)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert [line for line in result.err.splitlines() if line.startswith("error")] == [
+        f"error: {bad}: line 1, byte 2: b'\\xef' is not valid utf-8 (invalid continuation byte); re-save the file "
+        "as UTF-8 or set data.encoding (e.g. latin-1 or cp1252)"]
+
+
+def test_csv_missing_column_fails_the_run_with_one_line(tmp_path):
+    table = tmp_path / "reviews.csv"
+    table.write_text("review,stars\nGreat,5\nAwful,1\n", encoding="utf-8")
+    result = run_cli([*SMOKE, "--set", f"data.source=csv:{table}", "--set", "data.label_column=stars"], cwd=tmp_path,
+                     backend="jax", hide_tensorflow=True)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().splitlines()[-1] == (
+        f"error: {table}: no column 'text' (set data.text_column to one of: 'review', 'stars')")
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_jax_without_tensorflow_trains_bigru_and_predicts(tmp_path):
+    result = run_cli([*SMOKE, "--set", "model.kind=bigru"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    export = next((tmp_path / "mlruns" / "artifacts").rglob("export"))
+    assert json.loads((export / "deepsuite.json").read_text())["metadata"]["model_input"] == "token_ids"
+    answer = run_cli(["predict", str(export), "What a fine film.", "", "--json"], cwd=tmp_path, backend="jax",
+                     hide_tensorflow=True)
+    assert answer.code == 0, answer.err[-2000:]
+    first, empty = [json.loads(line) for line in answer.out.strip().splitlines()]
+    assert first["label"] in ("negative", "positive") and empty["label"] is None
+
+
+@pytest.mark.parametrize("kind", ["cnn", "bigru", "transformer", "ngram"])
+def test_each_architecture_trains_saves_and_reloads(kind, tmp_path):
+    """Raw strings in (TensorFlow backend), same predictions after a .keras round trip."""
+    import keras
+
+    from pipelines.sentiment_analysis.config import SentimentConfig
+    from pipelines.sentiment_analysis.model import build_classifier
+    from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
+
+    texts = ["a fine warm film", "dull and awful", "fine acting", "awful dull plot", "", "warm"] * 4
+    labels = np.array([1, 0, 1, 0, 0, 1] * 4)
+    config = SentimentConfig.model_validate({"model": {"kind": kind, "vocab_size": 100, "sequence_length": 8,
+                                                       "embedding_dim": 8, "filters": 4, "rnn_units": 4,
+                                                       "ff_dim": 8, "num_heads": 2, "ngram_buckets": 1024}}).model
+    vocabulary = build_vocabulary(texts, 100)
+    ratios = nb_log_ratios(Vectorizer(vocabulary, 8)(texts), labels, config.ngrams, len(vocabulary), 1024)
+    model = build_classifier(vocabulary, config, ratios)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.array(texts, dtype=object)
+    model.fit(x, labels[:, None].astype("float32"), epochs=1, batch_size=8, verbose=0)
+    before = model.predict(x, verbose=0)
+    assert before.shape == (len(texts), 1) and np.isfinite(before).all()
+    model.save(tmp_path / "model.keras")
+    after = keras.saving.load_model(tmp_path / "model.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
