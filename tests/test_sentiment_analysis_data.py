@@ -145,6 +145,11 @@ def test_aclimdb_folder_layout_keeps_its_test_split(tmp_path):
     assert all(corpus.split[i] == "test" for i in index["test"]) and len(index["test"]) == 12
 
 
+def test_packed_texts_round_trip():
+    texts = ["", "naïve café", "a\nb", "plain"]
+    assert text_data.unpack_texts("train", text_data.pack_texts("train", texts)) == texts
+
+
 def test_imdb_offline_is_a_clear_error():
     with pytest.raises(DataError, match=r"(?s)no source for dataset .imdb.*tfds:imdb_reviews.*keras:imdb"):
         text_data.load_corpus(_data(source="imdb", download=False))
@@ -168,3 +173,18 @@ def test_binary_metrics_and_roc_auc_by_pair_counting():
     m = binary_metrics(y, p)
     assert m["accuracy"] == pytest.approx(np.mean((p >= 0.5) == y)) and 0 < m["f1"] <= 1
     assert tokenize("It's GREAT -- isn't it?") == ["its", "great", "isnt", "it"]
+
+
+def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
+    import os
+
+    from pipelines.sentiment_analysis.pipeline import _expand_inputs
+
+    with pytest.raises(DataError, match="input 2 is not valid UTF-8"):
+        _expand_inputs(["fine", os.fsdecode(b"caf\xe9 au lait")])  # how argv carries bytes that are not UTF-8
+    listing = tmp_path / "texts.txt"
+    listing.write_text("first\n\n  \nsecond\n", encoding="utf-8")
+    assert _expand_inputs(["", str(listing)]) == [("[1]", ""), ("texts.txt:1", "first"), ("texts.txt:4", "second")]
+    (tmp_path / "blank.txt").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no text in the file"):
+        _expand_inputs([str(tmp_path / "blank.txt")])

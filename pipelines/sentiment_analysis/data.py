@@ -107,8 +107,9 @@ def load_imdb(data) -> LabeledCorpus:
         from common.data.tfds_source import load_tfds_supervised
 
         arrays = load_tfds_supervised("imdb_reviews", data.tfds_data_dir, data.download)
-        return {k: (np.char.decode(arrays[k].astype(bytes), "utf-8") if k.endswith("_x") else arrays[k])
-                for k in ("train_x", "train_y", "test_x", "test_y")}
+        return {"train_x": [bytes(t).decode("utf-8") for t in arrays["train_x"]],
+                "train_y": arrays["train_y"], "test_x": [bytes(t).decode("utf-8") for t in arrays["test_x"]],
+                "test_y": arrays["test_y"]}
 
     def keras_texts():
         if not data.download:
@@ -116,20 +117,41 @@ def load_imdb(data) -> LabeledCorpus:
         return _keras_imdb_texts()
 
     def cached(build, tag):
-        return lambda: cached_arrays(f"imdb-{tag}", {"source": tag}, build,
-                                     Path(data.cache_dir) if data.cache_dir else None)[0]
+        def prepare():
+            raw = build()
+            return {**pack_texts("train", raw["train_x"]), **pack_texts("test", raw["test_x"]),
+                    "train_y": np.asarray(raw["train_y"]), "test_y": np.asarray(raw["test_y"])}
+
+        def load():
+            arrays = cached_arrays(f"imdb-{tag}", {"source": tag}, prepare,
+                                   Path(data.cache_dir) if data.cache_dir else None)[0]
+            return {"train_x": unpack_texts("train", arrays), "test_x": unpack_texts("test", arrays),
+                    "train_y": arrays["train_y"], "test_y": arrays["test_y"]}
+        return load
 
     arrays, source = first_available("imdb", [
         Source("tfds:imdb_reviews", cached(tfds_texts, "tfds"), "needs the internet or a prepared tfds_data_dir"),
         Source("keras:imdb", cached(keras_texts, "keras"), "needs the internet"),
     ])
-    texts = [str(t).replace("<br />", " ") for t in arrays["train_x"]] + \
-            [str(t).replace("<br />", " ") for t in arrays["test_x"]]
+    texts = [t.replace("<br />", " ") for t in arrays["train_x"] + arrays["test_x"]]
     labels = np.concatenate([arrays["train_y"], arrays["test_y"]]).astype(np.int8)
     split = ["train"] * len(arrays["train_x"]) + ["test"] * len(arrays["test_x"])
     rule = "IMDB's own labels (rating <= 4 negative, >= 7 positive)"
     card = [f"IMDB movie reviews (Maas et al., 2011) via {source.name}", rule]
     return LabeledCorpus("imdb", source.name, texts, labels, rule, split, card)
+
+
+def pack_texts(prefix: str, texts: list[str]) -> dict[str, np.ndarray]:
+    """Texts as one UTF-8 byte array plus offsets: compact in an .npz, unlike fixed-width string arrays."""
+    encoded = [t.encode("utf-8") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    return {f"{prefix}_blob": np.frombuffer(b"".join(encoded), dtype=np.uint8), f"{prefix}_offsets": offsets}
+
+
+def unpack_texts(prefix: str, arrays: dict[str, np.ndarray]) -> list[str]:
+    blob, offsets = arrays[f"{prefix}_blob"].tobytes(), arrays[f"{prefix}_offsets"]
+    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def _keras_imdb_texts() -> dict[str, np.ndarray]:
@@ -142,7 +164,7 @@ def _keras_imdb_texts() -> dict[str, np.ndarray]:
     except Exception as exc:  # noqa: BLE001 - urllib/OSError/HTTP errors, all mean "could not download"
         raise DataError(f"Keras IMDB download failed ({type(exc).__name__}: {str(exc)[:120]})") from None
     words = {i + 3: w for w, i in index.items()}
-    decode = lambda seqs: np.array([" ".join(words.get(i, "") for i in s if i >= 3) for s in seqs])  # noqa: E731
+    decode = lambda seqs: [" ".join(words.get(i, "") for i in s if i >= 3) for s in seqs]  # noqa: E731
     return {"train_x": decode(train_x), "train_y": np.asarray(train_y), "test_x": decode(test_x),
             "test_y": np.asarray(test_y)}
 
