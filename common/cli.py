@@ -19,6 +19,8 @@ EPILOG = """examples:
   deepsuite run image-classification --preset smoke --set train.epochs=2 --set model.dropout=0.3
   deepsuite run image-classification --config my.yaml
   deepsuite predict <run id | model folder | model.keras> shirt.png
+  deepsuite tune image-classification --tuner hyperband --max-epochs 20   # again after a crash: resumes
+  deepsuite predict models:/image-classification@best shirt.png
   deepsuite ui                                   # MLflow UI on ./mlruns at http://127.0.0.1:5000
   deepsuite compare image-classification --last 5
   deepsuite serve <run id | models:/name@alias> --port 5001
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     predict = sub.add_parser("predict", help="predict with a trained model on raw inputs (files or strings)")
-    predict.add_argument("model", help="MLflow run id, runs:/<id>, a model folder (export/) or a .keras file")
+    predict.add_argument("model", help="MLflow run id, runs:/<id>, models:/<name>@<alias>, a model folder "
+                                       "(export/) or a .keras file")
     predict.add_argument("inputs", nargs="+", help="inputs: image files for image pipelines")
     predict.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     predict.add_argument("--output", "-o", type=Path, help="where to write images the pipeline draws "
@@ -268,6 +271,10 @@ def cmd_tune(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not args.debug:
+        from common.console import filter_native_logs
+
+        filter_native_logs()
     try:
         return args.handler(args)
     except DeepsuiteError as exc:

@@ -31,7 +31,8 @@ def test_first_available_falls_back_and_reports_every_failure():
     assert value == 42 and used.name == "b"
     with pytest.raises(DataError) as err:
         first_available("demo", [Source("a", missing, hint="apt-get install a"), Source("c", missing)])
-    assert "- a: missing /nowhere/file.gz (apt-get install a)" in str(err.value) and "- c:" in str(err.value)
+    assert "[1] a: missing /nowhere/file.gz (apt-get install a); [2] c: missing" in str(err.value)
+    assert "\n" not in str(err.value)  # the CLI prints errors as one line
 
 
 def test_cache_builds_once(tmp_path):
@@ -93,6 +94,6 @@ def test_missing_folder_and_unknown_source(tmp_path):
 
 def test_tfds_without_download_fails_clearly(tmp_path):
     pytest.importorskip("tensorflow_datasets")
-    with pytest.raises(DataError, match="(?s)no source for dataset 'mnist'.*tfds:mnist: TFDS dataset 'mnist' is not prepared"):
+    with pytest.raises(DataError, match="dataset 'mnist' from tfds:mnist: TFDS dataset 'mnist' is not prepared"):
         labeled_images.load("tfds:mnist", tfds_data_dir=str(tmp_path / "tfds"), download=False,
                             cache_dir=str(tmp_path / "c"))

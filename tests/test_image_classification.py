@@ -81,7 +81,9 @@ def test_predict_by_run_id_and_by_path(smoke_run, tmp_path):
     assert by_id.code == 0, by_id.err[-2000:]
     answers = [json.loads(line) for line in by_id.out.strip().splitlines()]
     assert len(answers) == 2 and all(a["label"] in names for a in answers)
-    assert abs(sum(answers[0]["top"].values()) - 1) < 0.5 and 0 <= answers[0]["probability"] <= 1
+    top = list(answers[0]["top"].items())
+    assert len(top) == 3 and top[0] == (answers[0]["label"], round(answers[0]["probability"], 4))
+    assert all(0 <= p <= 1 for _, p in top) and [p for _, p in top] == sorted((p for _, p in top), reverse=True)
     export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras"))
     by_path = run_cli(["predict", str(export), str(tmp_path / "item.png")], cwd=tmp_path)
     assert by_path.code == 0 and by_path.out.startswith(str(tmp_path / "item.png") + ": ")

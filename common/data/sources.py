@@ -26,6 +26,8 @@ def first_available(dataset: str, sources: list[Source[T]]) -> tuple[T, Source[T
         try:
             return source.load(), source
         except (DataError, OSError) as exc:
-            failures.append(f"  - {source.name}: {exc}" + (f" ({source.hint})" if source.hint else ""))
-    tried = "\n".join(failures)
-    raise DataError(f"no source for dataset {dataset!r} could be loaded; tried:\n{tried}")
+            failures.append(f"{source.name}: {exc}" + (f" ({source.hint})" if source.hint else ""))
+    if len(failures) == 1:
+        raise DataError(f"dataset {dataset!r} from {failures[0]}")
+    tried = "; ".join(f"[{i}] {failure}" for i, failure in enumerate(failures, 1))
+    raise DataError(f"no source for dataset {dataset!r} could be loaded; tried {tried}")
