@@ -142,3 +142,42 @@ def test_index_of_maps_unknown_ids_to_zero():
     strings = np.array(["a", "c"], dtype=object)
     assert index_of(strings, np.array(["c", "b"])).tolist() == [2, 0]
     assert index_of(vocab, np.array(["x"])).tolist() == [0]
+
+
+def test_grouplens_zip_from_the_cache_and_offline_message(tmp_path, movielens):
+    """A GroupLens ml-100k.zip placed in the cache is read (titles, genres, users); a missing one is explained."""
+    import zipfile
+
+    folder = tmp_path / "grouplens"
+    folder.mkdir()
+    rows = range(40)
+    genres = ["unknown", "Action", "Comedy"]
+    with zipfile.ZipFile(folder / "ml-100k.zip", "w") as zf:
+        zf.writestr("ml-100k/u.data", "".join(f"{movielens.users[k]}\t{movielens.items[k]}\t{int(movielens.ratings[k])}\t"
+                                               f"{movielens.timestamps[k]}\n" for k in rows))
+        zf.writestr("ml-100k/u.genre", "".join(f"{g}|{n}\n" for n, g in enumerate(genres)))
+        zf.writestr("ml-100k/u.item", "".join(f"{i}|Movie {i} (1990)|01-Jan-1990||http://x|0|{i % 2}|1\n"
+                                               for i in np.unique(movielens.items[:40])))
+        zf.writestr("ml-100k/u.user", "".join(f"{u}|33|F|writer|12345\n" for u in np.unique(movielens.users[:40])))
+    ratings = load_ratings("grouplens:ml-100k", cache_dir=str(tmp_path), download=False)
+    assert len(ratings) == 40 and ratings.source.startswith("grouplens:")
+    item = int(movielens.items[0])
+    assert ratings.titles[item] == f"Movie {item} (1990)"
+    assert ratings.genres[item] == (["Action", "Comedy"] if item % 2 else ["Comedy"])
+    assert ratings.user_attributes[int(movielens.users[0])] == ["gender=F", "occupation=writer", "age=30s"]
+    with pytest.raises(DataError, match="ml-1m.zip is missing and data.download=false"):
+        load_ratings("grouplens:ml-1m", cache_dir=str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("kind, tuned", [("mf", "model.l2"), ("two_tower", "model.temperature")])
+def test_search_space_gives_a_valid_config_per_model_kind(kind, tuned):
+    import keras_tuner as kt
+
+    from common.config import resolve
+    from pipelines.recommendation import config as cfg
+
+    base = resolve(cfg.RecommendationConfig, cfg.PRESETS, "smoke", None, [f"model.kind={kind}"])
+    hp = kt.HyperParameters()
+    trial = cfg.search_space(hp, base)
+    assert tuned in hp.values and "model.embedding_dim" in hp.values
+    assert trial.model.kind == kind and trial.data == base.data  # only tuned keys change

@@ -206,7 +206,8 @@ def _raw_or_index(id_mode: str, user_vocab, item_vocab, users: np.ndarray, items
         return {"user_id": users.astype("int32"), "item_id": items.astype("int32")}
     user_ids, item_ids = np.asarray(user_vocab)[users - 1], np.asarray(item_vocab)[items - 1]
     if id_mode == "string":
-        return {"user_id": user_ids.astype(str), "item_id": item_ids.astype(str)}
+        # object arrays of str: Keras refuses NumPy's fixed-width unicode dtype
+        return {"user_id": user_ids.astype(str).astype(object), "item_id": item_ids.astype(str).astype(object)}
     return {"user_id": user_ids.astype("int32"), "item_id": item_ids.astype("int32")}
 
 

@@ -1,0 +1,142 @@
+"""Recommendation end to end through the real CLI: MovieLens 100K subset, real sqlite MLflow store, `recommend`."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipelines.recommendation.data import load_ratings
+from tests.support.cli import run_cli
+
+SMOKE = ["run", "recommendation", "--preset", "smoke"]
+
+
+def only_run(folder):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("recommendation")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def artifact_text(client, run_id, path):
+    with open(client.download_artifacts(run_id, path), encoding="utf-8") as handle:
+        return handle.read()
+
+
+@pytest.fixture(scope="module")
+def movielens():
+    return load_ratings("movielens-100k")
+
+
+@pytest.fixture(scope="module")
+def mf_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rec-mf")
+    result = run_cli(SMOKE, cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_mf_run_is_recorded_with_rating_and_ranking_metrics(mf_run):
+    folder, result = mf_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("mf-random-smoke-")
+    assert "done: recommendation" in result.out
+    m = run.data.metrics
+    for name in ("rmse", "mae", "global_mean_rmse", "biases_rmse", "hit_rate_at_10", "recall_at_10", "ndcg_at_10",
+                 "coverage_at_10", "popularity_ndcg_at_10", "item_knn_ndcg_at_10", "ease_ndcg_at_10"):
+        assert f"test_{name}" in m, name
+    assert m["test_rmse"] < m["test_global_mean_rmse"]  # it learned something in 2 tiny epochs
+    assert 0 <= m["test_ndcg_at_10"] <= 1 and 0 < m["test_coverage_at_10"] <= 1
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "val_rmse")] == [1, 2]
+    assert run.data.params["data.split"] == "random" and run.data.params["model.side_features"] == "True"
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/learning_curves.png", "plots/ranking_vs_baselines.png"} <= plots
+    examples = artifact_text(client, run.info.run_id, "tables/example_recommendations.md")
+    assert examples.startswith("| user |") and "(19" in examples  # titles with their years
+    comparison = artifact_text(client, run.info.run_id, "tables/ranking_vs_baselines.md")
+    assert "most popular" in comparison and "EASE" in comparison
+    export = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
+    assert {"export/model.keras", "export/recommendation.json", "export/deepsuite.json"} <= export
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+
+
+def test_recommend_titles_exclude_what_the_user_rated(mf_run, movielens):
+    folder, _ = mf_run
+    _, run = only_run(folder)
+    result = run_cli(["recommend", run.info.run_id, "--user", "1", "--top", "7", "--json"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    answers = [json.loads(line) for line in result.out.strip().splitlines()]
+    assert [a["rank"] for a in answers] == list(range(1, 8))
+    rated = set(movielens.items[movielens.users == 1].tolist())
+    assert not rated & {a["item_id"] for a in answers}
+    assert all(a["title"] == movielens.titles[a["item_id"]] and a["fallback"] is None for a in answers)
+    assert all(1 <= a["score"] <= 5 for a in answers)  # predicted ratings, clipped to the scale
+    header, first = answers[0]["summary"].splitlines()
+    assert header.startswith("top 7 for user 1 (mf;") and "rated items excluded" in header
+    assert first.startswith(" 1. " + answers[0]["title"])
+
+
+def test_unknown_user_gets_popular_items_and_is_told(mf_run):
+    folder, _ = mf_run
+    export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent
+    result = run_cli(["recommend", str(export), "--user", "no-such-user", "--top", "3"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    lines = result.out.strip().splitlines()
+    assert lines[0] == "user no-such-user is unknown: most popular items instead"
+    assert len(lines) == 4 and "rated by" in lines[1]
+
+
+def test_bad_ratings_file_is_one_clear_line(tmp_path):
+    bad = tmp_path / "ratings.csv"
+    bad.write_text("user,item,rating\n1,2,5\n1,3,lots\n", encoding="utf-8")
+    result = run_cli([*SMOKE, "--set", f"data.source=csv:{bad}"], cwd=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]  # (TF may log before it)
+    assert errors == [f"error: {bad} line 3: rating 'lots' is not a number"]
+    assert result.err.strip().splitlines()[-1] == errors[0]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_two_tower_on_jax_without_tensorflow(tmp_path, movielens):
+    result = run_cli([*SMOKE, "--set", "model.kind=two_tower", "--set", "data.split=temporal"], cwd=tmp_path,
+                     backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    m = run.data.metrics
+    assert "test_rmse" not in m and 0 <= m["test_ndcg_at_10"] <= 1
+    assert m["test_hit_rate_at_10"] == pytest.approx(m["test_recall_at_10"])  # one held-out item per user
+    answer = run_cli(["recommend", run.info.run_id, "--user", "196", "--top", "5", "--json"], cwd=tmp_path,
+                     backend="jax", hide_tensorflow=True)
+    assert answer.code == 0, answer.err[-2000:]
+    items = [json.loads(line)["item_id"] for line in answer.out.strip().splitlines()]
+    assert len(items) == 5 and not set(items) & set(movielens.items[movielens.users == 196].tolist())
+
+
+@pytest.mark.slow
+def test_csv_with_string_ids_duplicates_and_titles_with_neumf(tmp_path, movielens):
+    """A user's own CSV: string ids (StringLookup inside the model), repeated rows, an items file for titles."""
+    keep = movielens.users <= 80
+    users, items = movielens.users[keep], movielens.items[keep]
+    rows = [f"u{u},m{i},{r:g},{t}" for u, i, r, t in zip(users, items, movielens.ratings[keep], movielens.timestamps[keep])]
+    rows += [f"u{users[0]},m{items[0]},1,{int(movielens.timestamps.max()) + 1}"]  # a later duplicate wins
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("user_id,item_id,rating,timestamp\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    catalogue = tmp_path / "items.csv"
+    catalogue.write_text("item,title,genres\n" + "\n".join(
+        f'm{i},"{movielens.titles[i]}",{"|".join(movielens.genres[i])}' for i in np.unique(items)) + "\n", encoding="utf-8")
+    result = run_cli([*SMOKE, "--set", f"data.source=csv:{ratings}", "--set", f"data.items={catalogue}",
+                      "--set", "model.kind=neumf"], cwd=tmp_path)
+    assert result.code == 0, result.err[-3000:]
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
+    report = artifact_text(client, run.info.run_id, "report.html")
+    assert "duplicates: 1 (user, item) pairs had 1 extra rows; kept the latest" in report
+    answer = run_cli(["recommend", run.info.run_id, "--user", "u7", "--top", "3", "--json"], cwd=tmp_path)
+    assert answer.code == 0, answer.err[-2000:]
+    answers = [json.loads(line) for line in answer.out.strip().splitlines()]
+    assert all(a["item_id"].startswith("m") and a["title"] == movielens.titles[int(a["item_id"][1:])] for a in answers)
