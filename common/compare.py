@@ -68,7 +68,7 @@ def run_link(base: str, experiment_id: str, run_id: str) -> str:
 def compare_link(base: str, experiment_id: str, run_ids: Sequence[str]) -> str:
     runs = urllib.parse.quote(json.dumps(list(run_ids), separators=(",", ":")))
     experiments = urllib.parse.quote(json.dumps([experiment_id], separators=(",", ":")))
-    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{ML_VIEW}"
 
 
 def _short(value: Any) -> str:

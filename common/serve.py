@@ -216,7 +216,9 @@ def _portable(value: Any, workdir: Path, labels: dict[str, str]) -> Any:
         path = Path(text)
         if text.startswith(str(workdir)) and path.is_file():
             return {"b64": base64.b64encode(path.read_bytes()).decode("ascii"), "name": path.name}
-        return text
+        for temporary, label in labels.items():  # e.g. a "summary" line naming the temp files
+            text = text.replace(temporary, label)
+        return text.replace(f"{workdir}/out/", "").replace(str(workdir), "")
     return value
 
 

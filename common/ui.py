@@ -34,6 +34,8 @@ ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17's UI: model-training vi
 
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as servers do: closed connections in TIME_WAIT do not block the port, a listener does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

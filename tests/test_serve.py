@@ -123,11 +123,12 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server, test_images):
 
 def test_unknown_model_and_busy_port_are_explained(store):
     port = free_port()
-    unknown_run = run_cli(["serve", "0" * 32, "--port", str(port)], cwd=store)
+    jax = {"backend": "jax", "hide_tensorflow": True}  # these fail before any model loads: skip TF's import
+    unknown_run = run_cli(["serve", "0" * 32, "--port", str(port)], cwd=store, **jax)
     assert unknown_run.code == 2 and "no run '" + "0" * 32 in unknown_run.err
-    unknown_alias = run_cli(["serve", f"models:/{MODEL_NAME}@nobody", "--port", str(port)], cwd=store)
+    unknown_alias = run_cli(["serve", f"models:/{MODEL_NAME}@nobody", "--port", str(port)], cwd=store, **jax)
     assert unknown_alias.code == 2 and "no registered model" in unknown_alias.err
-    nonsense = run_cli(["serve", "not-a-model", "--port", str(port)], cwd=store)
+    nonsense = run_cli(["serve", "not-a-model", "--port", str(port)], cwd=store, **jax)
     assert nonsense.code == 2 and "neither a model file/folder" in nonsense.err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ import pytest
 from common.data import labeled_images
 from common.ui import free_port, port_is_free
 from tests.support.cli import run_cli
-from tests.support.ui_runs import ARTIFACTS, start_cli, two_finished_runs
+from tests.support.ui_runs import ARTIFACTS, RUN_NAMES, start_cli, two_finished_runs
 
 pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
                                 reason="Debian's dataset-fashion-mnist is not installed")
@@ -41,6 +41,7 @@ def runs(store):
     experiment = client.get_experiment_by_name("image-classification")
     found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     assert [r.info.status for r in found] == ["FINISHED", "FINISHED"]
+    assert sorted(r.info.run_name for r in found) == sorted(RUN_NAMES)
     return experiment.experiment_id, found
 
 

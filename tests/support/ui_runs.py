@@ -15,23 +15,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.cli import REPO, run_cli
+from tests.support.cli import REPO
 
 ARTIFACTS = Path(os.environ.get("DEEPSUITE_TEST_ARTIFACTS", REPO / "test-artifacts"))
 QUIET_SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 DROPOUTS = ("0.2", "0.4")
+RUN_NAMES = ("cnn-smoke-dropout-0.2", "cnn-smoke-dropout-0.4")
 _two_runs: Path | None = None
 
 
 def two_finished_runs(tmp_path_factory) -> Path:
-    """A folder whose mlruns/ holds two FINISHED image-classification smoke runs (1 epoch each)."""
+    """A folder whose mlruns/ holds two FINISHED image-classification smoke runs (1 epoch each).
+
+    Trained at the same time (two cores, and it exercises concurrent writers on the sqlite store);
+    named explicitly, since default names only differ by the second they started in.
+    """
     global _two_runs
     if _two_runs is None:
         folder = tmp_path_factory.mktemp("two-runs")
-        for dropout in DROPOUTS:
-            result = run_cli(["run", "image-classification", "--preset", "smoke", "--set", "train.epochs=1",
-                              "--set", f"model.dropout={dropout}"], cwd=folder)
-            assert result.code == 0, result.err[-3000:]
+        runs = [start_cli(["run", "image-classification", "--preset", "smoke", "--set", "train.epochs=1",
+                           "--set", f"model.dropout={dropout}", "--set", f"tracking.run_name={name}"], cwd=folder)
+                for dropout, name in zip(DROPOUTS, RUN_NAMES)]
+        for run in runs:
+            assert run.process.wait(900) == 0, run.output[-3000:]
         _two_runs = folder
     return _two_runs
 
