@@ -61,7 +61,14 @@ class Tracker:
             if not os.access(db_path.parent, os.W_OK):
                 raise DeepsuiteError(f"MLflow store folder {db_path.parent} is not writable; use --store or --tracking-uri")
         self.mlflow = _mlflow()
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
         self.mlflow.set_tracking_uri(self.uri)
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI to the environment, which would silently send
+        # every later subprocess (other runs, tuner workers, tests) to this store: undo that.
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
         self.run_id: str | None = None
         if _is_local_store(self.uri):
             self._initialise_local_store(db_path.parent)
