@@ -115,8 +115,12 @@ def split_ratings(ratings: Ratings, split: str, test_fraction: float, val_fracti
     u, i = index_of(user_vocab, users), index_of(item_vocab, items)
     if split == "random":
         train, val, test = _random(len(values), test_fraction, val_fraction, seed)
+        notes.append(f"random split (seed {seed}): {test_fraction:.0%} of ratings for test, {val_fraction:.0%} of "
+                     "the rest for validation")
     elif split == "temporal":
         train, val, test = _leave_last_out(u, i, times, val_fraction > 0)
+        notes.append("temporal split: each user's last rating is the test, the one before it validation; ties at "
+                     "the same timestamp are broken by item id (the highest id counts as the latest)")
         if times is None:
             notes.append("temporal split without timestamps: file order is the time order")
     else:
