@@ -54,7 +54,7 @@ class TextGenerationPipeline(Pipeline):
         if config.train.optimizer == "adamw":
             opt.exclude_from_weight_decay(var_names=no_decay_names())
         model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[Perplexity()])
+                      metrics=[Perplexity()], jit_compile=_xla(config.model.xla))
         return model
 
     def fit_data(self, splits: Splits, config: cfg.TextGenerationConfig) -> FitData:
@@ -162,6 +162,13 @@ def _tokenizer(metadata: Mapping[str, Any]) -> tok.Tokenizer:
 def _get(options: Mapping[str, Any], key: str, default: Any = None) -> Any:
     value = options.get(key)
     return default if value is None else value
+
+
+def _xla(wanted: bool):
+    """XLA for training: JAX always compiles; TensorFlow only on GPUs unless asked (torch: Keras' default)."""
+    import keras
+
+    return True if wanted and keras.backend.backend() == "tensorflow" else "auto"
 
 
 def _drop_training_metrics(model) -> None:

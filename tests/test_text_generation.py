@@ -1,0 +1,112 @@
+"""Text generation end to end through the real CLI on Tiny Shakespeare, with a real sqlite MLflow store."""
+from __future__ import annotations
+
+import json
+import math
+
+import mlflow
+import pytest
+
+from common import predict
+from common.errors import ConfigError, DataError
+from tests.support.cli import SHARED_DATA, run_cli
+
+TINY = SHARED_DATA / "tinyshakespeare.txt"
+pytestmark = pytest.mark.skipif(not TINY.exists(), reason="../shared/data/tinyshakespeare.txt is missing")
+SMOKE = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{TINY}"]
+
+
+def only_run(folder):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("text-generation")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tg-smoke")
+    result = run_cli(SMOKE, cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_run_records_losses_perplexity_samples_and_vocabulary(smoke_run):
+    folder, result = smoke_run
+    client, run = only_run(folder)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("gpt-smoke-")
+    params, metrics = run.data.params, run.data.metrics
+    assert params["data.size.train"] == "54000" and params["data.size.val"] == "6000"  # 90/10 of 60,000 chars
+    for key in ("loss", "val_loss", "perplexity", "val_perplexity"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
+    last_val = client.get_metric_history(run.info.run_id, "val_loss")[-1].value
+    assert last_val < math.log(59)  # learnt something: below the uniform guess over its 59 characters
+    assert metrics["test_perplexity"] == pytest.approx(math.exp(metrics["test_loss"]), rel=1e-4)
+    assert metrics["test_bits_per_token"] == pytest.approx(metrics["test_loss"] / math.log(2), rel=1e-4)
+    assert metrics["test_tokens"] == 2048 and metrics["test_generation_tokens_per_second"] > 0
+    samples = client.download_artifacts(run.info.run_id, "tables/samples.txt", str(folder))
+    text = open(samples, encoding="utf-8").read()
+    assert "=== greedy, seed 1" in text and "=== temperature 1, seed 1" in text
+    export = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
+    assert {"export/model.keras", "export/tokenizer.json", "export/deepsuite.json"} <= export
+    vocab = json.loads(open(client.download_artifacts(run.info.run_id, "export/tokenizer.json", str(folder))).read())
+    assert vocab["kind"] == "char" and vocab["vocabulary"] == sorted(set(TINY.read_text(encoding="utf-8")[:60_000]))
+
+
+def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    args = ["generate", run.info.run_id, "--prompt", "ROMEO:", "--max-tokens", "60", "--temperature", "0.8",
+            "--top-k", "20", "--top-p", "0.95", "--seed", "1", "--json"]
+    first = run_cli(args, cwd=folder)
+    assert first.code == 0, first.err[-2000:]
+    answer = json.loads(first.out.strip().splitlines()[-1])
+    assert answer["prompt"] == "ROMEO:" and answer["summary"] == "ROMEO:" + answer["text"]
+    assert answer["tokens"] == 60 and len(answer["text"]) == 60 and not answer["stopped"]
+    # In-process through the same entry point as the CLI: same seed, same text; a stop string cuts it.
+    export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent
+    options = {"prompt": "ROMEO:", "max_tokens": 60, "temperature": 0.8, "top_k": 20, "top_p": 0.95, "seed": 1}
+    again = predict.invoke("generate", str(export), dict(options))[0]
+    assert again["text"] == answer["text"]
+    stop = answer["text"][20:22]
+    cut = predict.invoke("generate", str(export), dict(options, stop=stop))[0]
+    assert cut["stopped"] and cut["text"] == answer["text"][: answer["text"].index(stop)]
+
+
+def test_generate_bad_options_are_one_line_errors(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    result = run_cli(["generate", run.info.run_id, "--top-p", "1.5"], cwd=folder)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().splitlines()[-1] == "error: --top-p 1.5: must be in (0, 1], e.g. 0.9 (1 = no nucleus filter)"
+    export = str(next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent)
+    with pytest.raises(ConfigError, match="--temperature -1.0: must be >= 0"):
+        predict.invoke("generate", export, {"prompt": "ROMEO:", "temperature": -1.0})
+    with pytest.raises(DataError, match="prompt has 1 character.*'é'.*data.tokenizer=byte"):
+        predict.invoke("generate", export, {"prompt": "Roméo"})
+    with pytest.raises(ConfigError, match="--max-tokens 0"):
+        predict.invoke("generate", export, {"prompt": "ROMEO:", "max_tokens": 0})
+
+
+def test_a_corpus_shorter_than_the_context_fails_before_training(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("Shall I compare thee to a summer's day?\n" * 3)
+    result = run_cli(["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{short}"],
+                     cwd=tmp_path)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "fewer than one window of model.context+1 = 33" in result.err.strip().splitlines()[-1]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_jax_backend_without_tensorflow_lstm(tmp_path):
+    result = run_cli([*SMOKE, "--set", "model.kind=lstm"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    _, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    assert run.info.run_name.startswith("lstm-smoke-") and run.data.metrics["test_loss"] < math.log(59)
+    answer = run_cli(["generate", run.info.run_id, "--prompt", "KING:", "--max-tokens", "20", "--seed", "3"],
+                     cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert answer.code == 0, answer.err[-2000:]
+    assert answer.out.startswith("KING:") and len(answer.out) == len("KING:") + 20 + 1  # 20 characters and "\n"
