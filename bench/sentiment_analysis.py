@@ -8,6 +8,11 @@ sentences one standard error of accuracy is about 1.2 points.
 
     python bench/sentiment_analysis.py                      # default preset (model.kind=ngram)
     python bench/sentiment_analysis.py --kind cnn --kind bigru   # other architectures, same split
+
+How the default was chosen (best validation accuracy, seed 42, same split; the test set was not used):
+    ngrams=2 lr=3e-3 0.808 | ngrams=3 lr=3e-3 0.811 | ngrams=2 lr=1e-2 0.810 | ngrams=2 wd=1e-2 0.808
+    ngrams=2 batch 32 0.809 | ngrams=3 lr=1e-2 0.815 (chosen) | cnn + n-gram branch 0.771 | smaller cnn lr=1e-2 0.780
+The first benchmark run used ngrams=2, lr=3e-3 and measured 79.3% test accuracy; the chosen default 79.7%.
 """
 from __future__ import annotations
 

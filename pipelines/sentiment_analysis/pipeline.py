@@ -34,7 +34,8 @@ class TextSplit(Split):
 
 class SentimentAnalysisPipeline(Pipeline):
     name = "sentiment-analysis"
-    description = "text polarity classifier (raw text in, P(positive) out): CNN, bi-GRU or transformer + NB n-grams"
+    description = ("text polarity classifier (raw text in, P(positive) out): NB-weighted n-grams (default), "
+                   "CNN, bi-GRU or transformer")
     config_cls = cfg.SentimentConfig
     presets = cfg.PRESETS
     default_dataset = "VADER movie-review sentences (10,605 from Pang & Lee; inside vaderSentiment==3.3.2 on PyPI)"
