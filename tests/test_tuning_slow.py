@@ -10,6 +10,7 @@ import time
 
 import keras
 import mlflow
+import numpy as np
 import pytest
 
 from common.data import labeled_images
@@ -55,7 +56,7 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
     before = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
     assert before["0"].info.status == "FINISHED" and before["1"].info.status == "RUNNING"
 
-    again = run_cli(args, cwd=tmp_path)
+    again = run_cli(args, cwd=tmp_path, timeout=3000)
     assert again.code == 0, again.err[-3000:]
     assert "resuming search" in again.out and "resumed: 1 trial(s) already ended" in again.out
     after = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
@@ -100,7 +101,8 @@ def test_failing_trials_are_recorded_and_memory_does_not_grow(tmp_path, monkeypa
     from tuning.search import SearchOptions, run_search
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; scope it to this test (later CLI runs inherit env)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     memory, ended = [], []
 
     def record(trial):
@@ -138,7 +140,8 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "worker-a", "worker-b")}
     chief = start_cli([*args, "--distributed", "chief", "--host", "127.0.0.1", "--port", str(port)], tmp_path,
                       logs["chief"])
-    workers = [start_cli([*args, "--distributed", "worker", "--chief", f"127.0.0.1:{port}", "--worker-id", name],
+    workers = [start_cli([*args, "--distributed", "worker", "--chief", f"127.0.0.1:{port}", "--worker-id", name,
+                          "--connect-timeout", "900"],
                          tmp_path, logs[name]) for name in ("worker-a", "worker-b")]
     try:
         codes = [p.wait(timeout=1500) for p in (*workers, chief)]
@@ -163,3 +166,19 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
     assert "registered models:/image-classification@best" in output["chief"]
     assert mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version_by_alias(
         "image-classification", "best").run_id == parent.info.run_id
+
+
+def test_hyperband_on_jax_without_tensorflow_warm_starts_trials(tmp_path):
+    # max 3 epochs, factor 3: three 1-epoch trials, then the best continues from epoch 1 to 3 (capped at 4)
+    result = run_cli(["tune", "image-classification", "--tuner", "hyperband", "--max-epochs", "3",
+                      "--max-trials", "4", *TINY], cwd=tmp_path, backend="jax", hide_tensorflow=True, timeout=3000)
+    assert result.code == 0, result.err[-3000:]
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FINISHED" and parent.data.tags["backend"] == "jax"
+    trials = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials.values())
+    continued = [r for r in trials.values() if r.data.params["hp.tuner/initial_epoch"] == "1"]
+    assert len(continued) == 1 and continued[0].data.params["hp.tuner/epochs"] == "3"
+    steps = [m.step for m in client_for(tmp_path).get_metric_history(continued[0].info.run_id, "loss")]
+    assert steps == [2, 3]  # epochs numbered as Hyperband counts them, continuing the warm-started trial
+    assert np.isfinite(parent.data.metrics["test_accuracy"])

@@ -1,6 +1,8 @@
 """Search-space checks, Hyperband trial arithmetic and the progress line: fast, no training."""
 from __future__ import annotations
 
+import json
+
 import keras_tuner as kt
 import pytest
 
@@ -111,3 +113,22 @@ def test_progress_line_has_count_values_objective_best_and_eta():
     assert "elapsed" in lines[0] and "ETA" in lines[0]
     assert lines[1].startswith("trial 2/4  FAILED (TrainingDiverged: loss became nan)  best=0.8123")
     assert duration(3725) == "1h02m" and duration(65) == "1m05s" and duration(5) == "5s"
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian"])
+def test_oracles_propose_trials_inside_the_declared_space(kind, tmp_path):
+    declared = space(pins=["model.dropout=0.2"]).declare()
+    oracle = make_oracle(kind, "val_accuracy", "max", 4, 2, 3, 7, declared, max_failures=3)
+    oracle._set_project_dir(str(tmp_path), "oracle")
+    seen = []
+    for score in (0.5, 0.7, 0.6, 0.8):
+        trial = oracle.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        assert values["model.dropout"] == 0.2 and values["train.batch_size"] in (64, 128, 256)
+        assert 3e-4 <= values["train.learning_rate"] <= 5e-3
+        seen.append(values)
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    assert oracle.get_best_trials(1)[0].score == 0.8 and len({json.dumps(v, sort_keys=True) for v in seen}) == 4

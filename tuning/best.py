@@ -7,6 +7,7 @@ deepsuite.json + the MLflow model), and the MLflow model is registered as `<pipe
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +38,9 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
     """The best trial's weights from its best-epoch checkpoint; retrain its config when that is not here."""
     if Path(tuner._get_checkpoint_fname(trial.trial_id)).exists():
         try:
-            return tuner.load_model(trial), f"restored from trial {trial.trial_id}'s best-epoch checkpoint"
+            with warnings.catch_warnings():  # the checkpoint holds weights; the optimizer state is not needed
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                return tuner.load_model(trial), f"restored from trial {trial.trial_id}'s best-epoch checkpoint"
         except Exception as exc:  # noqa: BLE001 - e.g. a Hyperband parent checkpoint on another machine
             reason = f"checkpoint not loadable ({type(exc).__name__})"
     else:

@@ -8,6 +8,7 @@ before anything is checked, so a bad tuner, objective or space leaves a FAILED r
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -157,7 +158,10 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
                  f"arguments plus --distributed worker --chief <this host>:{options.port}")
         if options.distributed != "chief":  # the chief runs no trials; it loads data for the best model only
             load_data_once(tuner.hypermodel, echo)
-        tuner.search(verbose=0)
+        try:
+            tuner.search(verbose=0)
+        finally:
+            gc.unfreeze()
         from tuning.best import finalize
 
         best = finalize(tuner, oracle, tuner.hypermodel, tracker, project_dir, options.alias, name, echo)
@@ -219,15 +223,25 @@ def _prepare(options, pipeline, base, set_keys, name, tracker, experiment, proje
     if progress.already_done:
         echo(f"resumed: {progress.already_done} trial(s) already ended are not run again")
     runs.reconcile(tuner.oracle)
+    runs.load_known_runs()
     return runs, tuner, tuner.oracle
 
 
 def load_data_once(hypermodel, echo: Callable[[str], None]) -> None:
-    """Once per search, before the first trial (so no trial's time includes it)."""
+    """Once per search, before the first trial (so no trial's time includes it); then freeze the heap.
+
+    gc.freeze() moves everything alive now (TensorFlow, MLflow, the data) out of the garbage collector's
+    view: the full collection before each trial's build (which frees the previous trial's model) then
+    scans only what trials created, milliseconds instead of seconds.
+    """
+    import gc
+
     started = time.time()
     splits = hypermodel.splits
     echo(f"data: {splits.info.name} from {splits.info.source} - "
          + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()) + f" ({time.time() - started:.1f}s, shared by all trials)")
+    gc.collect()
+    gc.freeze()
 
 
 def _user_error(exc: BaseException, options: SearchOptions) -> BaseException:

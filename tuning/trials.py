@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.config import flatten
-from common.tracking import PIPELINE_TAG, Tracker
+from common.tracking import PIPELINE_TAG, RUN_STATUS_TAG, Tracker
 from tuning.hypermodel import PipelineHyperModel, TrialContext
 from tuning.progress import Progress, format_values
 from tuning.space import trial_values
@@ -63,13 +63,21 @@ class TrialRuns:
         self.trial_started = time.time()
         self.on_trial_end: Callable[[dict], None] | None = None   # test/bench hook with the trial's numbers
         self.ended_here: list[str] = []                             # trial ids this process ran
+        self.known: dict | None = None       # trial id -> run, when this process owns all the search's trials
 
     # -- tuner side: the process that runs the trial ------------------------------------------------
 
     def before_trial(self) -> None:
         self.trial_started = time.time()
 
+    def load_known_runs(self) -> None:
+        """One query for all of this search's trial runs (one-process search; workers ask per trial)."""
+        self.known = {r.data.tags.get(TRIAL_TAG): r for r in self.child.find_runs(self.experiment,
+                                                                                  {PARENT_TAG: self.parent_run_id})}
+
     def existing_run(self, trial_id: str):
+        if self.known is not None:
+            return self.known.get(trial_id)
         runs = self.child.find_runs(self.experiment, {PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial_id})
         return runs[0] if runs else None
 
@@ -80,18 +88,19 @@ class TrialRuns:
                 PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id, "deepsuite.tuner_id": self.tuner_id}
         previous = self.existing_run(trial.trial_id)
         logged: set[int] = set()
-        if previous is not None:
-            logged = {step for step, _ in self.child.metric_history(previous.info.run_id, "loss")}
-            self.child.start_child(self.experiment, previous.info.run_name, {**tags, "deepsuite.resumed": "true"},
-                                   self.parent_run_id, resume_run_id=previous.info.run_id)
-        else:
-            self.child.start_child(self.experiment, f"trial-{trial.trial_id}", tags, self.parent_run_id)
         params = {f"hp.{k}": v for k, v in hp.values.items()}
         try:
             params.update(flatten(self.hypermodel.trial_config(hp).model_dump(mode="json")))
         except Exception:  # noqa: BLE001 - a bad combination fails the trial in build(), with its reason
             pass
-        self.child.log_params(params)
+        if previous is not None:
+            logged = {step for step, _ in self.child.metric_history(previous.info.run_id, "loss")}
+            self.child.start_child(self.experiment, previous.info.run_name, {**tags, "deepsuite.resumed": "true"},
+                                   self.parent_run_id, resume_run_id=previous.info.run_id)
+            self.child.log_params(params)   # skips those logged before the crash
+        else:
+            self.child.start_child(self.experiment, f"trial-{trial.trial_id}", tags, self.parent_run_id)
+            self.child.log_batch(params=params)   # (trials are not retried within one process: no lookup later)
         context = TrialContext(trial.trial_id, self.child, work_dir, logged_steps=logged)
         context.marks.update(create_start=self.trial_started, begin_start=begin_start)
         context.mark("begin_end")
@@ -112,11 +121,11 @@ class TrialRuns:
                    **overhead_split(context.marks)}
         if completed:
             numbers[f"best_{self.objective}"] = value
-        self.child.log_metrics(numbers)
         if trial.message:
             self.child.log_text(trial.message, "failure.txt")  # the full traceback, for the curious
-        self.child.set_tags({STATUS_TAG: "completed" if completed else "failed"})
-        self.child.end("FINISHED" if completed else "FAILED", reason)
+        tags = {STATUS_TAG: "completed" if completed else "failed", **({RUN_STATUS_TAG: reason} if reason else {})}
+        self.child.log_batch(metrics=numbers, tags=tags)
+        self.child.end("FINISHED" if completed else "FAILED")
         self.ended_here.append(trial.trial_id)
         if self.worker_echo is not None:
             result = f"{self.objective}={value:.4f}" if completed else f"FAILED ({reason})"
@@ -144,9 +153,8 @@ class TrialRuns:
                    "trials_failed": sum(t.status == "FAILED" for t in oracle.trials.values())}
         if best_value is not None:
             metrics[f"best_{self.objective}"] = best_value
-        self.parent.log_metrics_to(self.parent_run_id, metrics, step=step)
-        if best:
-            self.parent.set_tags_on(self.parent_run_id, {"deepsuite.best_trial": best.trial_id})
+        self.parent.log_batch(metrics=metrics, tags={"deepsuite.best_trial": best.trial_id} if best else {},
+                              run_id=self.parent_run_id, step=step)
         self.progress.trial_ended(trial_values(trial.hyperparameters) | {
             k: v for k, v in trial.hyperparameters.values.items() if k in ("tuner/epochs", "tuner/initial_epoch")},
             None if failed else trial.score, best_value, failure=failure_reason(trial.message) if failed else None)
