@@ -34,7 +34,7 @@ def smoke_run(tmp_path_factory):
 def test_run_is_recorded_with_psnr_ssim_baseline_and_figures(smoke_run):
     folder, result = smoke_run
     client, run = only_run(folder)
-    assert run.info.status == "FINISHED" and run.info.run_name.startswith("dncnn-smoke-")
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("unet-smoke-")
     metrics = run.data.metrics
     assert metrics["test_noisy_psnr"] == pytest.approx(20.17, abs=0.1)    # sigma=25, unclipped noise
     for key in ("test_psnr", "test_ssim", "test_noisy_ssim", "test_nl_means_psnr", "test_nl_means_ssim",
@@ -42,7 +42,7 @@ def test_run_is_recorded_with_psnr_ssim_baseline_and_figures(smoke_run):
         assert key in metrics, key
     assert metrics["test_nl_means_psnr"] > metrics["test_noisy_psnr"] + 5  # the classical baseline works
     assert 0 < metrics["test_ssim"] <= 1 and len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
-    assert run.data.params["noise.sigma"] == "25.0" and run.data.params["model.kind"] == "dncnn"
+    assert run.data.params["noise.sigma"] == "25.0" and run.data.params["model.kind"] == "unet"
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/learning_curves.png", "plots/denoising_examples.png"} <= plots
     table = client.download_artifacts(run.info.run_id, "tables/per_image.csv", str(folder))
@@ -103,11 +103,11 @@ def test_training_images_smaller_than_a_patch_fail_the_run_clearly(tmp_path):
     assert run.info.status == "FAILED"
 
 
-def test_unet_on_jax_without_tensorflow(tmp_path):
-    result = run_cli([*SMOKE, "--set", "model.kind=unet", "--set", "model.levels=2", "--set",
-                      "evaluation.baseline=none"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+def test_dncnn_on_jax_without_tensorflow(tmp_path):
+    result = run_cli([*SMOKE, "--set", "model.kind=dncnn", "--set", "evaluation.baseline=none"], cwd=tmp_path,
+                     backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
     _, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
-    assert run.info.run_name.startswith("unet-smoke-") and "test_nl_means_psnr" not in run.data.metrics
+    assert run.info.run_name.startswith("dncnn-smoke-") and "test_nl_means_psnr" not in run.data.metrics
     assert run.data.metrics["test_psnr"] > 10

@@ -4,14 +4,14 @@ Inputs are float32 images on the 0..1 scale of any size (None x None x C): Gauss
 clipped, so the input is not uint8. Sides must be multiples of `DenoiserModel.size_multiple()`;
 `tiling.denoise_array` pads to that and crops back.
 
+unet (Ronneberger et al. 2015, additive skips; the default: best PSNR per CPU second in our runs):
+    noisy -> blocks at width -> [strided conv down, blocks at 2x width] x levels
+    -> [transposed conv up + skip, blocks] x levels -> Conv3x3 = noise;  denoised = noisy - noise
+
 dncnn (Zhang et al. 2017), optionally FFDNet-style at half resolution (Zhang et al. 2018):
     noisy (H, W, C) -> Conv s2 (H/2, W/2, width) -> [Conv3x3 -(BN)- ReLU] x (depth-2)
     -> ConvTranspose s2 (H, W, C) = noise estimate;  denoised = noisy - noise
-  downscale=2 does the same work on a quarter of the pixels, which is what makes CPU training fit.
-
-unet (Ronneberger et al. 2015, additive skips):
-    noisy -> blocks at width -> [strided conv down, blocks at 2x width] x levels
-    -> [transposed conv up + skip, blocks] x levels -> Conv3x3 = noise;  denoised = noisy - noise
+  downscale=2 does the same work on a quarter of the pixels.
 """
 from __future__ import annotations
 
@@ -42,11 +42,11 @@ def _conv_bn_relu(x, width: int, batch_norm: bool, name: str):
 
 def _dncnn_noise(inputs, channels: int, config: DenoiserModel):
     if config.downscale == 2:
-        x = layers.Conv2D(config.width, 4, strides=2, padding="same", activation="relu", name="head_down")(inputs)
+        x = layers.Conv2D(config.filters(), 4, strides=2, padding="same", activation="relu", name="head_down")(inputs)
     else:
-        x = layers.Conv2D(config.width, 3, padding="same", activation="relu", name="head")(inputs)
+        x = layers.Conv2D(config.filters(), 3, padding="same", activation="relu", name="head")(inputs)
     for i in range(config.depth - 2):
-        x = _conv_bn_relu(x, config.width, config.batch_norm, f"body{i}")
+        x = _conv_bn_relu(x, config.filters(), config.batch_norm, f"body{i}")
     if config.downscale == 2:
         return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32", name="noise_up")(x)
     return layers.Conv2D(channels, 3, padding="same", dtype="float32", name="noise")(x)
@@ -59,7 +59,7 @@ def _block(x, width: int, config: DenoiserModel, name: str):
 
 
 def _unet_noise(inputs, channels: int, config: DenoiserModel):
-    widths = [min(config.width * 2 ** level, MAX_UNET_WIDTH) for level in range(config.levels + 1)]
+    widths = [min(config.filters() * 2 ** level, MAX_UNET_WIDTH) for level in range(config.levels + 1)]
     x = _block(inputs, widths[0], config, "enc0")
     skips = []
     for level in range(1, config.levels + 1):

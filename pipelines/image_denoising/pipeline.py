@@ -22,7 +22,7 @@ from pipelines.image_denoising.noise import describe
 
 class ImageDenoisingPipeline(Pipeline):
     name = "image-denoising"
-    description = "Residual CNN denoiser (DnCNN/FFDNet-style or U-Net), PSNR/SSIM vs non-local means"
+    description = "Residual CNN denoiser (U-Net or DnCNN/FFDNet-style), PSNR/SSIM vs non-local means"
     config_cls = cfg.DenoisingConfig
     presets = cfg.PRESETS
     default_dataset = "scikit-image's sample photographs (skimage/data, CC0/public domain), held-out ones for test"
