@@ -83,9 +83,11 @@ def main() -> None:
     rows = list(csv.DictReader(table.open()))
     m = result.metrics
     print(f"image-denoising bench: Set12, gaussian sigma=25, preset {args.preset} {' '.join(args.overrides)}")
-    print(f"  run {result.run_name} ({result.run_id}); model {config.model.kind} depth {config.model.depth} "
-          f"width {config.model.width} downscale {config.model.downscale}; {len(result.history['loss'])} epochs x "
-          f"{config.data.patches_per_epoch} patches of {config.data.patch_size}px")
+    mc = config.model
+    shape = (f"width {mc.filters()}, {mc.levels} levels, {mc.blocks} convs per level" if mc.kind == "unet"
+             else f"depth {mc.depth}, width {mc.filters()}, downscale {mc.downscale}")
+    print(f"  run {result.run_name} ({result.run_id}); {mc.kind} ({shape}); {len(result.history['loss'])} epochs x "
+          f"{config.data.patches_per_epoch} patches of {config.data.patch_size}px, batch {config.train.batch_size}")
     print(f"  {'image':>6} {'size':>8} {'noisy':>7} {'NL-means':>9} {'ours':>7}   {'SSIM noisy/NLM/ours':>20}")
     for row in rows:
         size = f"{row['height']}x{row['width']}" if row["height"] else ""
