@@ -1,6 +1,7 @@
 """Load an exported model from a run id, a model folder or a .keras file, and predict on raw inputs."""
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -61,9 +62,15 @@ def _import_pipeline(name: str | None) -> None:
 
     if name:
         try:
-            registry.get(name)
+            pipeline = registry.get(name)
         except DeepsuiteError:
-            pass  # an unknown pipeline is reported by invoke(); a plain Keras model may still load
+            return  # an unknown pipeline is reported by invoke(); a plain Keras model may still load
+        # Every pipeline folder has a model.py (the design's three files); its layers register on import.
+        package = type(pipeline).__module__.rpartition(".")[0]
+        try:
+            importlib.import_module(f"{package}.model")
+        except ModuleNotFoundError:
+            pass
 
 
 def invoke(command: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,

@@ -33,12 +33,21 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, config: Med
         x = _augment(x, config)
     classifier = build_classifier(tuple(x.shape[1:]), num_classes, config)
     if config.tta_flip:
-        mirrored = layers.Lambda(lambda image: ops.flip(image, axis=2), name="mirror")(x)
+        mirrored = HorizontalMirror(name="mirror")(x)
         outputs = layers.Average(name="tta_average")([classifier(x), classifier(mirrored)])
     else:
         outputs = classifier(x)
     outputs = layers.Identity(name="probabilities", dtype="float32")(outputs)
     return keras.Model(inputs, outputs, name="medical_cnn")
+
+
+@keras.saving.register_keras_serializable(package="deepsuite")
+class HorizontalMirror(layers.Layer):
+    """Left-right mirror for test-time augmentation; a named layer (not a Lambda) so saved models load
+    without Keras's unsafe-deserialisation switch."""
+
+    def call(self, images):
+        return ops.flip(images, axis=2)
 
 
 def _augment(x, config: MedicalModel):
