@@ -30,32 +30,36 @@ class MedicalData(Section):
     patient_pattern: str | None = Field(KERMANY_PATIENT_PATTERN, description="regex whose first group is the "
                                                                              "patient id in a file name")
     max_train_samples: int | None = Field(None, ge=10, description="subsample train (smoke tests)")
+    max_val_samples: int | None = Field(None, ge=10)
     max_test_samples: int | None = Field(None, ge=10)
 
 
 class MedicalModel(Section):
     kind: Literal["cnn"] = "cnn"
     input_size: tuple[int, int] | None = Field(None, description="resize inside the model to (h, w), e.g. 56x56")
-    widths: list[int] = Field([32, 64, 128], min_length=1, max_length=6, description="filters per stage")
+    widths: list[int] = Field([24, 48, 96], min_length=1, max_length=6, description="filters per stage")
     blocks_per_stage: int = Field(2, ge=1, le=4)
     dropout: float = Field(0.3, ge=0, lt=1)
     class_weight: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="loss weight per class: balanced = N / (K * n_c); sqrt = its square root")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    label_smoothing: float = Field(0.1, ge=0, lt=0.5, description="softer targets: less over-confident scores")
     augment: bool = Field(True, description="X-ray-suited augmentation during training (never vertical flips)")
     horizontal_flip: bool = True
     translate: float = Field(0.1, ge=0, le=0.5, description="max shift as a fraction of the size")
-    rotation_degrees: float = Field(10.0, ge=0, le=45)
-    zoom: float = Field(0.1, ge=0, lt=0.5)
+    rotation_degrees: float = Field(0.0, ge=0, le=45)
+    zoom: float = Field(0.0, ge=0, lt=0.5)
     contrast: float = Field(0.2, ge=0, lt=1, description="random contrast factor (exposure differences)")
     brightness: float = Field(0.0, ge=0, lt=1)
-    tta_flip: bool = Field(False, description="average the prediction with the left-right mirrored image")
+    tta_flip: bool = Field(True, description="average the prediction with the left-right mirrored image "
+                                             "(inside the model: trained and exported that way)")
 
 
 class MedicalEvaluation(Section):
     threshold_policy: Literal["youden", "sensitivity", "specificity", "fixed"] = Field(
-        "youden", description="how the decision threshold is chosen on VALIDATION, then applied to test")
-    threshold_target: float | None = Field(None, gt=0, le=1, description="target sensitivity/specificity, or "
+        "sensitivity", description="how the decision threshold is chosen on VALIDATION, then applied to test: "
+                                   "youden = max sensitivity + specificity; sensitivity/specificity = the "
+                                   "best threshold that reaches threshold_target; fixed = threshold_target")
+    threshold_target: float | None = Field(0.95, gt=0, le=1, description="target sensitivity/specificity, or "
                                                                          "the fixed threshold")
     gradcam_examples: int = Field(8, ge=0, le=32, description="Grad-CAM overlays per group (correct, wrong)")
     calibration_bins: int = Field(10, ge=2, le=50)
@@ -64,7 +68,7 @@ class MedicalEvaluation(Section):
 class MedicalTrain(TrainConfig):
     """The shared training knobs with defaults that suit ~5k small X-rays on a CPU."""
 
-    epochs: int = Field(30, ge=1, description="maximum number of epochs")
+    epochs: int = Field(20, ge=1, description="maximum number of epochs")
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(2e-3, gt=0, le=10)
     early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement; 0 disables "
@@ -81,14 +85,13 @@ class MedicalImagingConfig(RunConfig):
 PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": {
-        "data": {"max_train_samples": 600, "max_test_samples": 200},
-        "model": {"widths": [8, 16], "blocks_per_stage": 1},
+        "data": {"max_train_samples": 600, "max_val_samples": 128, "max_test_samples": 200},
+        "model": {"widths": [8, 16], "blocks_per_stage": 1, "tta_flip": False},
         "evaluation": {"gradcam_examples": 4},
         "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
     },
     "full": {
-        "model": {"input_size": (64, 64), "widths": [48, 96, 192, 256], "blocks_per_stage": 2, "dropout": 0.4,
-                  "tta_flip": True},
+        "model": {"input_size": (64, 64), "widths": [48, 96, 192, 256], "blocks_per_stage": 2, "dropout": 0.4},
         "train": {"epochs": 60, "batch_size": 128, "learning_rate": 3e-3, "warmup_epochs": 2},
     },
 }

@@ -38,7 +38,7 @@ class MedicalImagingPipeline(Pipeline):
         split = {}
         for name in medical_data.SPLITS:
             x, y = images.images[name], images.labels[name]
-            limit = {"train": data.max_train_samples, "test": data.max_test_samples}.get(name)
+            limit = {"train": data.max_train_samples, "val": data.max_val_samples, "test": data.max_test_samples}[name]
             if limit and limit < len(y):
                 keep = np.sort(rng.permutation(len(y))[:limit])
                 x, y = x[keep], y[keep]

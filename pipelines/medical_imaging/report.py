@@ -56,7 +56,7 @@ def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np
                  f"test,{threshold:.6f},{config.threshold_policy},{at['sensitivity']:.4f},"
                  f"{at['specificity']:.4f},{at['accuracy']:.4f}\n")
     notes = [f"threshold {threshold:.4f} on p({positive}) chosen on validation by {config.threshold_policy}"
-             + (f" (target {config.threshold_target})" if config.threshold_target else "")
+             + (f" (target {config.threshold_target})" if config.threshold_policy != "youden" else "")
              + " and applied unchanged to test",
              f"test: TP {at['tp']}, FN {at['fn']}, TN {at['tn']}, FP {at['fp']}"]
     decision = {"threshold": threshold, "positive_class": positive, "policy": config.threshold_policy}
