@@ -63,15 +63,19 @@ def main() -> int:
     print(f"medical-imaging bench: preset {args.preset}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
     print(f"overrides: {' '.join(args.overrides) or '(none)'}")
-    print(f"training {fit_seconds:.0f} s (budget {TRAIN_BUDGET_S} s), whole run {wall:.0f} s; run {result.run_id} in {store}")
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"training {fit_seconds:.0f} s (budget {TRAIN_BUDGET_S} s), whole run {wall:.0f} s wall, "
+          f"{usage.ru_utime + usage.ru_stime:.0f} s CPU; run {result.run_id} in {store}")
     print(f"threshold {m['threshold']:.4f} chosen on validation ({config.evaluation.threshold_policy}), applied to test;"
           f" validation ROC-AUC {m['val_roc_auc']:.4f}")
     print()
-    print(f"{'PneumoniaMNIST test':<28}{'ROC-AUC':>9}{'ACC':>8}{'SENS':>8}{'SPEC':>8}{'PREC':>8}{'F1':>8}")
-    print(f"{'deepsuite (this run)':<28}{m['roc_auc']:>9.3f}{m['accuracy']:>8.3f}{m['sensitivity']:>8.3f}"
+    print(f"{'PneumoniaMNIST test':<36}{'ROC-AUC':>9}{'ACC':>8}{'SENS':>8}{'SPEC':>8}{'PREC':>8}{'F1':>8}")
+    print(f"{'deepsuite (this run)':<36}{m['roc_auc']:>9.3f}{m['accuracy']:>8.3f}{m['sensitivity']:>8.3f}"
           f"{m['specificity']:>8.3f}{m['precision']:>8.3f}{m['f1']:>8.3f}")
     for name, auc, acc in PUBLISHED:
-        print(f"{name + ' [MedMNIST v2]':<28}{auc:>9.3f}{acc:>8.3f}{'-':>8}{'-':>8}{'-':>8}{'-':>8}")
+        print(f"{name + ' [MedMNIST v2]':<36}{auc:>9.3f}{acc:>8.3f}{'-':>8}{'-':>8}{'-':>8}{'-':>8}")
     print()
     verdicts = []
     for key, target in TARGETS.items():

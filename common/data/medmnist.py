@@ -111,7 +111,7 @@ def load(flag_or_path: str, search_dirs: list[Path] = (), cache_dir: str | None 
 def _local(path: Path) -> Source:
     def read() -> dict[str, np.ndarray]:
         if not path.is_file():
-            raise DataError(f"not found: {path}")
+            raise DataError("no such file")
         return read_npz(path)
 
     return Source(f"file:{path}", read)

@@ -40,6 +40,8 @@ class MedicalModel(Section):
     widths: list[int] = Field([24, 48, 96], min_length=1, max_length=6, description="filters per stage")
     blocks_per_stage: int = Field(2, ge=1, le=4)
     dropout: float = Field(0.3, ge=0, lt=1)
+    bn_momentum: float = Field(0.99, gt=0, lt=1, description="BatchNorm moving-average momentum; lower for "
+                                                            "runs of a few dozen steps")
     class_weight: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="loss weight per class: balanced = N / (K * n_c); sqrt = its square root")
     label_smoothing: float = Field(0.1, ge=0, lt=0.5, description="softer targets: less over-confident scores")
@@ -86,7 +88,7 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "smoke": {
         "data": {"max_train_samples": 600, "max_val_samples": 128, "max_test_samples": 200},
-        "model": {"widths": [8, 16], "blocks_per_stage": 1, "tta_flip": False},
+        "model": {"widths": [8, 16], "blocks_per_stage": 1, "tta_flip": False, "bn_momentum": 0.9},
         "evaluation": {"gradcam_examples": 4},
         "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
     },

@@ -76,7 +76,7 @@ def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config
         for block in range(config.blocks_per_stage):
             last = stage == stages - 1 and block == config.blocks_per_stage - 1
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{block}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{stage}_{block}")(x)  # short runs: fast stats
+            x = layers.BatchNormalization(momentum=config.bn_momentum, name=f"bn{stage}_{block}")(x)
             x = layers.ReLU(name=LAST_CONV if last else f"relu{stage}_{block}")(x)
         if stage < stages - 1 and min(x.shape[1], x.shape[2]) >= 4:
             x = layers.MaxPooling2D(name=f"pool{stage}")(x)
