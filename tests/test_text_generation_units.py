@@ -188,3 +188,32 @@ def test_stop_sequence_ends_generation_and_is_not_returned():
     first = next(i for i in range(len(free.ids)) if free.ids[i:i + 2] == stop)
     stopped = generate(decoder, np.array([1, 2, 3]), 20, SamplingOptions(temperature=0), stop_ids=stop)
     assert stopped.stopped and stopped.ids == free.ids[:first]
+
+
+# -- several members of a PyPI artifact ----------------------------------------------------------------
+
+
+def test_pypi_members_extracts_the_matching_files_once(tmp_path):
+    import tarfile
+
+    from common.data.pypi_members import pypi_members
+
+    folder = tmp_path / "pypi" / "plays__1.0"  # where fetch_artifact keeps "plays==1.0"; present, so no download
+    folder.mkdir(parents=True)
+    sources = tmp_path / "src"
+    for name, text in {"texts/b_gut.txt": "B", "texts/a_gut.txt": "A", "texts/a_gut_f.txt": "F", "README": "R",
+                       "../escape_gut.txt": "X"}.items():
+        path = sources / name.replace("../", "up-")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    with tarfile.open(folder / "plays-1.0.tar.gz", "w:gz") as tar:
+        for name in ("texts/b_gut.txt", "texts/a_gut.txt", "texts/a_gut_f.txt", "README"):
+            tar.add(sources / name, arcname=f"plays-1.0/{name}")
+        tar.add(sources / "up-escape_gut.txt", arcname="plays-1.0/texts/../../escape_gut.txt")
+    paths = pypi_members("plays==1.0", "texts/*_gut.txt", root=tmp_path)
+    assert [p.name for p in paths] == ["a_gut.txt", "b_gut.txt"] and paths[0].read_text() == "A"
+    assert not (tmp_path / "pypi" / "escape_gut.txt").exists()
+    paths[0].write_text("changed")  # a second call trusts the extraction instead of redoing it
+    assert pypi_members("plays==1.0", "texts/*_gut.txt", root=tmp_path)[0].read_text() == "changed"
+    with pytest.raises(DataError, match="no member matching 'poems/\\*'"):
+        pypi_members("plays==1.0", "poems/*", root=tmp_path)

@@ -53,8 +53,10 @@ class TextGenerationPipeline(Pipeline):
         opt = optimizer(config.train, config.data.steps_per_epoch)
         if config.train.optimizer == "adamw":
             opt.exclude_from_weight_decay(var_names=no_decay_names())
+        if hasattr(opt, "beta_2"):
+            opt.beta_2 = 0.99  # nanoGPT's choice for small batches: second moments that follow the loss sooner
         model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[Perplexity()], jit_compile=_xla(config.model.xla))
+                      metrics=[Perplexity()], jit_compile=_xla(config.model.xla and not config.deterministic))
         return model
 
     def fit_data(self, splits: Splits, config: cfg.TextGenerationConfig) -> FitData:
@@ -165,7 +167,8 @@ def _get(options: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 
 def _xla(wanted: bool):
-    """XLA for training: JAX always compiles; TensorFlow only on GPUs unless asked (torch: Keras' default)."""
+    """XLA for training: JAX always compiles; TensorFlow only on GPUs unless asked, and never together with
+    its op determinism (Keras would refuse with a warning); torch keeps Keras' default."""
     import keras
 
     return True if wanted and keras.backend.backend() == "tensorflow" else "auto"
