@@ -1,6 +1,8 @@
 """Image denoising pieces in-process: metrics vs scikit-image, noise models, patches, tiling, file I/O."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -156,6 +158,18 @@ def test_bad_tiling_options_are_refused(tile, overlap):
 
     with pytest.raises(DeepsuiteError, match="--tile|--overlap"):
         check_tiling(tile, overlap)
+
+
+def test_output_names_for_one_file_several_files_and_no_output(tmp_path):
+    from pipelines.image_denoising.files import output_paths
+
+    assert output_paths(["a/noisy.jpg"], tmp_path / "clean.png") == [tmp_path / "clean.png"]
+    assert output_paths(["a/x.png", "b/y.tif"], tmp_path / "out") == [tmp_path / "out" / "x-denoised.png",
+                                                                     tmp_path / "out" / "y-denoised.png"]
+    assert output_paths(["a/noisy.jpg"], None) == [Path("a/noisy-denoised.png")]
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(DataError, match="must be a folder"):
+        output_paths(["a.png", "b.png"], tmp_path / "file.png")
 
 
 @pytest.mark.skipif(not SET12.is_dir(), reason="../shared/data/set12 is not available")
