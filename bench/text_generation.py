@@ -10,20 +10,14 @@ figures, and logs the bench figures to the run in MLflow.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import resource
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from harness import SHARED_DATA, parser, run_bench, verdict
 
-from common import config as config_lib, registry, runner  # noqa: E402
-from common.tracking import Tracker  # noqa: E402
+from common import registry
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+TINY = SHARED_DATA / "tinyshakespeare.txt"
 REFERENCE = [  # (val loss, what, seconds)
     (1.80, "plain Keras GPT 4x128, context 64, batch 12, 2000 iters (TensorFlow, this machine)", 185),
     (1.683, "plain Keras GPT 4x192, context 128, batch 32, cosine unfinished (~8k tokens/s, this machine)", 887),
@@ -34,39 +28,18 @@ TARGETS = {"default": (1.65, 900), "full": (1.47, 120)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="default")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--store", type=Path, default=Path("bench/results/mlruns"))
-    args = parser.parse_args()
+    args = parser(__doc__).parse_args()
     if not TINY.exists():
         sys.exit(f"{TINY} is missing (the bench reads Tiny Shakespeare from ../shared/data)")
-
-    pipeline = registry.get("text-generation")
-    overrides = [f"data.source=text:{TINY}", *args.overrides]
-    config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, None, overrides)
-    load_before = os.getloadavg()
-    started = time.time()
-    result = runner.run(pipeline, config, store_dir=args.store, echo=lambda line: None)
-    wall = time.time() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    tracker = Tracker(None, args.store)
-    run = tracker.get_run(result.run_id)
-    fit_seconds = run.data.metrics["fit_seconds"]
-    epochs = len(result.history["loss"])
+    bench = run_bench(registry.get("text-generation"), args, [f"data.source=text:{TINY}"])
+    config, result, run = bench.config, bench.result, bench.run
+    fit_seconds, epochs = bench.fit_seconds, bench.epochs
     steps = epochs * config.data.steps_per_epoch
     train_tokens = steps * config.train.batch_size * config.model.context
-    figures = {"bench_fit_seconds": fit_seconds, "bench_train_tokens_per_second": train_tokens / fit_seconds,
-               "bench_peak_rss_mb": peak_mb, "bench_wall_seconds": wall, "bench_load_before": load_before[0],
-               "bench_load_after": os.getloadavg()[0]}
-    tracker.start(pipeline.name, result.run_name, {}, resume_run_id=result.run_id)
-    tracker.log_metrics(figures)
-    tracker.end("FINISHED")
+    bench.log({"bench_fit_seconds": fit_seconds, "bench_train_tokens_per_second": train_tokens / fit_seconds})
 
     val_loss = result.metrics["test_loss"]
     target_loss, target_seconds = TARGETS.get(args.preset, (None, None))
-    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     m = config.model
     print(f"text-generation bench, preset {args.preset} {' '.join(args.overrides)}")
     print(f"  run {result.run_name} ({result.run_id}), backend {run.data.tags.get('backend')}, "
@@ -87,9 +60,8 @@ def main() -> None:
     print(line)
     print(f"  train tokens/s     {train_tokens / fit_seconds:.0f}")
     print(f"  sampling tokens/s  {result.metrics['test_generation_tokens_per_second']:.0f} (KV cache, batch 1)")
-    print(f"  peak memory        {peak_mb:.0f} MB; wall {wall:.0f} s in all")
-    print(f"  load average       {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after "
-          f"({os.cpu_count()} cores, shared)")
+    print(f"  peak memory        {bench.peak_mb:.0f} MB; wall {bench.wall:.0f} s in all")
+    print(f"  {bench.load_line()}")
     print("  for scale (val loss):")
     for loss, name, seconds in REFERENCE:
         print(f"    {loss:.4f}  {name}" + (f", {seconds} s" if seconds else ""))

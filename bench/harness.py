@@ -1,0 +1,88 @@
+"""What the pipeline benches share: the same flags, one preset run through the real runner (so a bench
+measures what `deepsuite run` does), the wall clock, load and peak memory around it, and the bench
+figures written back to that MLflow run so they sit beside its training metrics in the UI.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from common import config as config_lib  # noqa: E402
+from common import runner  # noqa: E402
+from common.console import filter_native_logs  # noqa: E402
+from common.tracking import Tracker  # noqa: E402
+
+filter_native_logs()  # figures, not TensorFlow's C++ start-up lines
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """--preset, --set key=value (repeatable) and --store, as every pipeline bench takes them."""
+    parsed = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed.add_argument("--preset", default="default")
+    parsed.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parsed.add_argument("--store", type=Path, default=REPO / "bench" / "results" / "mlruns",
+                        help="MLflow store folder (default: bench/results/mlruns, git-ignored)")
+    return parsed
+
+
+@dataclass
+class BenchRun:
+    pipeline: object
+    config: object
+    result: runner.RunResult
+    tracker: Tracker
+    wall: float
+    peak_mb: float
+    load_before: float
+    load_after: float
+
+    @property
+    def run(self):
+        return self.tracker.get_run(self.result.run_id)
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.run.data.metrics["fit_seconds"]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.result.history["loss"])
+
+    def log(self, figures: dict[str, float]) -> None:
+        """Adds the bench's figures (plus wall, peak memory and load) to the run that was measured."""
+        figures = {"bench_wall_seconds": self.wall, "bench_peak_rss_mb": self.peak_mb,
+                   "bench_load_before": self.load_before, "bench_load_after": self.load_after, **figures}
+        self.tracker.start(self.pipeline.name, self.result.run_name, {}, resume_run_id=self.result.run_id)
+        self.tracker.log_metrics(figures)
+        self.tracker.end("FINISHED")
+
+    def load_line(self) -> str:
+        return (f"load average {self.load_before:.1f} before, {self.load_after:.1f} after "
+                f"({os.cpu_count()} cores; the bench itself accounts for up to {os.cpu_count()})")
+
+
+def run_bench(pipeline, args: argparse.Namespace, fixed: list[str] = ()) -> BenchRun:
+    """Runs `args.preset` with the bench's `fixed` overrides first and the user's --set after them."""
+    config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, None,
+                                [*fixed, *args.overrides])
+    load_before = os.getloadavg()[0]
+    started = time.time()
+    result = runner.run(pipeline, config, store_dir=args.store, echo=lambda line: None)
+    wall = time.time() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return BenchRun(pipeline, config, result, Tracker(None, args.store), wall, peak_mb, load_before,
+                    os.getloadavg()[0])
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
