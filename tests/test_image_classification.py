@@ -3,29 +3,17 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
 from PIL import Image
 
 from common.data import labeled_images
 from tests.support.cli import run_cli
+from tests.support.store import only_run
 
 pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
                                 reason="Debian's dataset-fashion-mnist is not installed")
 SMOKE = ["run", "image-classification", "--preset", "smoke"]
-
-
-def client_for(folder):
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
-
-
-def only_run(folder):
-    client = client_for(folder)
-    experiment = client.get_experiment_by_name("image-classification")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def smoke_run(tmp_path_factory):
 
 def test_run_is_recorded_completely(smoke_run):
     folder, result = smoke_run
-    client, run = only_run(folder)
+    client, run = only_run(folder, "image-classification")
     assert run.info.status == "FINISHED" and run.info.run_name.startswith("cnn-smoke-")
     assert "resolved config" in result.out and "done: image-classification" in result.out
     assert run.info.run_id in result.out and "model:" in result.out and "report:" in result.out
@@ -61,7 +49,7 @@ def test_run_is_recorded_completely(smoke_run):
 
 def test_smoke_model_learns_something(smoke_run):
     folder, _ = smoke_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "image-classification")
     assert run.data.metrics["test_accuracy"] > 0.3  # chance is 0.1
 
 
@@ -73,7 +61,7 @@ def _shirt_png(path, index=0):
 
 def test_predict_by_run_id_and_by_path(smoke_run, tmp_path):
     folder, _ = smoke_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "image-classification")
     names = _shirt_png(tmp_path / "item.png")
     rgb = tmp_path / "item.jpg"
     Image.open(tmp_path / "item.png").convert("RGB").save(rgb)
@@ -91,7 +79,7 @@ def test_predict_by_run_id_and_by_path(smoke_run, tmp_path):
 
 def test_predict_on_a_non_image_is_one_clear_line(smoke_run, tmp_path):
     folder, _ = smoke_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "image-classification")
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     result = run_cli(["predict", run.info.run_id, str(text)], cwd=folder)
@@ -102,6 +90,6 @@ def test_predict_on_a_non_image_is_one_clear_line(smoke_run, tmp_path):
 def test_jax_backend_without_tensorflow(tmp_path):
     result = run_cli(SMOKE, cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
-    _, run = only_run(tmp_path)
+    _, run = only_run(tmp_path, "image-classification")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
     assert 0 <= run.data.metrics["test_accuracy"] <= 1

@@ -3,22 +3,14 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
 
 from pipelines.recommendation.data import load_ratings
 from tests.support.cli import run_cli
+from tests.support.store import only_run
 
 SMOKE = ["run", "recommendation", "--preset", "smoke"]
-
-
-def only_run(folder):
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("recommendation")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
 
 
 def artifact_text(client, run_id, path):
@@ -41,7 +33,7 @@ def mf_run(tmp_path_factory):
 
 def test_mf_run_is_recorded_with_rating_and_ranking_metrics(mf_run):
     folder, result = mf_run
-    client, run = only_run(folder)
+    client, run = only_run(folder, "recommendation")
     assert run.info.status == "FINISHED" and run.info.run_name.startswith("mf-random-smoke-")
     assert "done: recommendation" in result.out
     m = run.data.metrics
@@ -65,7 +57,7 @@ def test_mf_run_is_recorded_with_rating_and_ranking_metrics(mf_run):
 
 def test_recommend_titles_exclude_what_the_user_rated(mf_run, movielens):
     folder, _ = mf_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "recommendation")
     result = run_cli(["recommend", run.info.run_id, "--user", "1", "--top", "7", "--json"], cwd=folder)
     assert result.code == 0, result.err[-2000:]
     answers = [json.loads(line) for line in result.out.strip().splitlines()]
@@ -97,7 +89,7 @@ def test_bad_ratings_file_is_one_clear_line(tmp_path):
     errors = [line for line in result.err.splitlines() if line.startswith("error:")]  # (TF may log before it)
     assert errors == [f"error: {bad} line 3: rating 'lots' is not a number"]
     assert result.err.strip().splitlines()[-1] == errors[0]
-    _, run = only_run(tmp_path)
+    _, run = only_run(tmp_path, "recommendation")
     assert run.info.status == "FAILED"
 
 
@@ -105,7 +97,7 @@ def test_two_tower_on_jax_without_tensorflow(tmp_path, movielens):
     result = run_cli([*SMOKE, "--set", "model.kind=two_tower", "--set", "data.split=temporal"], cwd=tmp_path,
                      backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
-    _, run = only_run(tmp_path)
+    _, run = only_run(tmp_path, "recommendation")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
     m = run.data.metrics
     assert "test_rmse" not in m and 0 <= m["test_ndcg_at_10"] <= 1
@@ -132,7 +124,7 @@ def test_csv_with_string_ids_duplicates_and_titles_with_neumf(tmp_path, movielen
     result = run_cli([*SMOKE, "--set", f"data.source=csv:{ratings}", "--set", f"data.items={catalogue}",
                       "--set", "model.kind=neumf"], cwd=tmp_path)
     assert result.code == 0, result.err[-3000:]
-    client, run = only_run(tmp_path)
+    client, run = only_run(tmp_path, "recommendation")
     assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
     report = artifact_text(client, run.info.run_id, "report.html")
     assert "duplicates: 1 (user, item) pairs had 1 extra rows; kept the latest" in report

@@ -4,24 +4,16 @@ from __future__ import annotations
 import json
 import math
 
-import mlflow
 import pytest
 
 from common import predict
 from common.errors import ConfigError, DataError
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.store import only_run
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
 pytestmark = pytest.mark.skipif(not TINY.exists(), reason="../shared/data/tinyshakespeare.txt is missing")
 SMOKE = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{TINY}"]
-
-
-def only_run(folder):
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("text-generation")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def smoke_run(tmp_path_factory):
 
 def test_run_records_losses_perplexity_samples_and_vocabulary(smoke_run):
     folder, result = smoke_run
-    client, run = only_run(folder)
+    client, run = only_run(folder, "text-generation")
     assert run.info.status == "FINISHED" and run.info.run_name.startswith("gpt-smoke-")
     params, metrics = run.data.params, run.data.metrics
     assert params["data.size.train"] == "54000" and params["data.size.val"] == "6000"  # 90/10 of 60,000 chars
@@ -56,7 +48,7 @@ def test_run_records_losses_perplexity_samples_and_vocabulary(smoke_run):
 
 def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
     folder, _ = smoke_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "text-generation")
     args = ["generate", run.info.run_id, "--prompt", "ROMEO:", "--max-tokens", "60", "--temperature", "0.8",
             "--top-k", "20", "--top-p", "0.95", "--seed", "1", "--json"]
     first = run_cli(args, cwd=folder)
@@ -76,7 +68,7 @@ def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
 
 def test_generate_bad_options_are_one_line_errors(smoke_run):
     folder, _ = smoke_run
-    _, run = only_run(folder)
+    _, run = only_run(folder, "text-generation")
     result = run_cli(["generate", run.info.run_id, "--top-p", "1.5"], cwd=folder)
     assert result.code == 2 and "Traceback" not in result.err
     assert result.err.strip().splitlines()[-1] == "error: --top-p 1.5: must be in (0, 1], e.g. 0.9 (1 = no nucleus filter)"
@@ -96,14 +88,14 @@ def test_a_corpus_shorter_than_the_context_fails_before_training(tmp_path):
                      cwd=tmp_path)
     assert result.code == 2 and "Traceback" not in result.err
     assert "fewer than one window of model.context+1 = 33" in result.err.strip().splitlines()[-1]
-    _, run = only_run(tmp_path)
+    _, run = only_run(tmp_path, "text-generation")
     assert run.info.status == "FAILED"
 
 
 def test_jax_backend_without_tensorflow_lstm(tmp_path):
     result = run_cli([*SMOKE, "--set", "model.kind=lstm"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
-    _, run = only_run(tmp_path)
+    _, run = only_run(tmp_path, "text-generation")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
     assert run.info.run_name.startswith("lstm-smoke-") and run.data.metrics["test_loss"] < math.log(59)
     answer = run_cli(["generate", run.info.run_id, "--prompt", "KING:", "--max-tokens", "20", "--seed", "3"],

@@ -11,15 +11,12 @@ from PIL import Image
 
 from common.data import labeled_images
 from tests.support.cli import run_cli
+from tests.support.store import client_for
 
 pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
                                 reason="Debian's dataset-fashion-mnist is not installed")
 TINY = ["--preset", "smoke", "--set", "data.max_train_samples=300", "--set", "data.max_test_samples=100"]
 SEARCH = ["tune", "image-classification", "--tuner", "random", "--max-trials", "2", "--max-epochs", "1", *TINY]
-
-
-def client_for(folder):
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
 
 
 def runs_of(folder, kind=None):

@@ -114,18 +114,19 @@ def test_failing_trials_are_recorded_and_memory_does_not_grow(tmp_path, monkeypa
     lines = []
     result = run_search(options, echo=lines.append, on_trial_end=record, pipeline=faulty_pipeline())
     assert len(ended) == 12 and sum(t["completed"] for t in ended) == 10
-    reasons = {t["trial_id"]: t["reason"] for t in ended if not t["completed"]}
-    assert reasons["2"].startswith("TrainingDiverged: training loss became nan")
-    assert reasons["4"] == "ValueError: bad hyperparameter combination (test)"
+    assert [t["trial_id"] for t in ended] == [f"{i:02d}" for i in range(12)]  # Keras Tuner pads ids to 2 digits
+    assert ended[2]["reason"].startswith("TrainingDiverged: training loss became nan")
+    assert ended[4]["reason"] == "ValueError: bad hyperparameter combination (test)"
     failed_lines = [line for line in lines if "FAILED (" in line]
     assert len(failed_lines) == 2 and failed_lines[0].startswith("trial 3/12  FAILED (TrainingDiverged")
     trials = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
-    assert trials["2"].info.status == "FAILED" and trials["2"].data.tags["deepsuite.trial_status"] == "failed"
-    assert "TrainingDiverged" in trials["2"].data.tags["deepsuite.status_reason"]
-    assert trials["4"].info.status == "FAILED" and result.best is not None
+    assert trials["02"].info.status == "FAILED" and trials["02"].data.tags["deepsuite.trial_status"] == "failed"
+    assert "TrainingDiverged" in trials["02"].data.tags["deepsuite.status_reason"]
+    assert trials["04"].info.status == "FAILED" and result.best is not None
+    assert all(trials[f"{i:02d}"].info.status == "FINISHED" for i in range(12) if i not in (2, 4))
     growth = memory[-1] - memory[3]
     print(f"RSS after each trial (MB): {[round(m) for m in memory]}; growth trials 4-12: {growth:.0f} MB")
-    assert growth < 150, memory   # a leak of one model per trial would show as steady growth
+    assert growth < 100, memory   # before the TensorFlow graph release: ~25 MB per trial, ~200 MB here
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from tuning.hypermodel import PipelineHyperModel, TrialContext
 from tuning.progress import format_values
 from tuning.space import trial_values
 from tuning.trials import failure_reason
+from tuning.tuners import release_tensorflow_graphs
 
 
 @dataclass
@@ -50,6 +51,7 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
     hp = copy.deepcopy(trial.hyperparameters)
     for key in ("tuner/trial_id", "tuner/initial_epoch"):
         hp.values.pop(key, None)
+    release_tensorflow_graphs(tuner.gradients_before_search)
     keras.backend.clear_session()
     model = hypermodel.build(hp)
     hypermodel.trial = TrialContext(f"{trial.trial_id}-retrain", None, work_dir)

@@ -25,14 +25,14 @@ def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: CnnMo
     for stage, (width, count) in enumerate(zip(config.widths, blocks)):
         for block in range(count):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{block}")(x)
-            x = layers.BatchNormalization(name=f"bn{stage}_{block}")(x)
+            x = layers.BatchNormalization(momentum=config.bn_momentum, name=f"bn{stage}_{block}")(x)
             x = layers.ReLU(name=f"relu{stage}_{block}")(x)
         if stage < len(config.widths) - 1 and min(x.shape[1], x.shape[2]) >= 4:
             x = layers.MaxPooling2D(name=f"pool{stage}")(x)
     x = layers.Flatten(name="flatten")(x) if config.head == "flatten" else layers.GlobalAveragePooling2D(name="gap")(x)
     if config.dense_units:
         x = layers.Dense(config.dense_units, use_bias=False, name="dense")(x)
-        x = layers.BatchNormalization(name="dense_bn")(x)
+        x = layers.BatchNormalization(momentum=config.bn_momentum, name="dense_bn")(x)
         x = layers.ReLU(name="dense_relu")(x)
     x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
