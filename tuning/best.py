@@ -41,7 +41,7 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
         try:
             with warnings.catch_warnings():  # the checkpoint holds weights; the optimizer state is not needed
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                return tuner.load_model(trial), f"restored from trial {trial.trial_id}'s best-epoch checkpoint"
+                return tuner.load_model(trial), f"restored from trial id {trial.trial_id}'s best-epoch checkpoint"
         except Exception as exc:  # noqa: BLE001 - e.g. a Hyperband parent checkpoint on another machine
             reason = f"checkpoint not loadable ({type(exc).__name__})"
     else:
@@ -76,7 +76,7 @@ def finalize(tuner, oracle, hypermodel: PipelineHyperModel, tracker: Tracker, pr
     config = hypermodel.trial_config(best.hyperparameters)
     values = trial_values(best.hyperparameters)
     result = BestModel(best.trial_id, float(best.score), values)
-    echo(f"best trial {best.trial_id}: {objective}={best.score:.4f}  [{format_values(values)}]")
+    echo(f"best: trial id {best.trial_id}, {objective}={best.score:.4f}  [{format_values(values)}]")
     tracker.log_text(to_yaml(config), "best_config.yaml")
     tracker.set_tags({"deepsuite.best_trial": best.trial_id, "deepsuite.best_value": f"{best.score:.6g}",
                       **{f"deepsuite.best.{k}": v for k, v in values.items()}})

@@ -52,7 +52,7 @@ class Progress:
         return (time.time() - self.started) / self.done_here * remaining
 
     def trial_ended(self, values: Mapping[str, Any], value: float | None, best: float | None,
-                    failure: str | None = None, who: str = "") -> str:
+                    failure: str | None = None, who: str = "", trial_id: str | None = None) -> str:
         self.done_here += 1
         total = self.total if self.total else "?"
         result = (f"FAILED ({failure})" if failure else
@@ -61,5 +61,7 @@ class Progress:
         elapsed = time.time() - self.started
         line = (f"trial {self.done}/{total}{who}  {result}  {best_text}  [{format_values(values)}]  "
                 f"elapsed {duration(elapsed)}  ETA {duration(self.eta()) if self.total else '?'}")
+        if trial_id is not None:  # Keras Tuner's id (MLflow tag deepsuite.trial_id); ids count from 0
+            line += f"  (trial id {trial_id})"
         self.echo(line)
         return line

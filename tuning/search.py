@@ -137,7 +137,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
     found = tracker.find_runs(experiment, search_tags, max_results=1)
     if found and found[0].info.status == "FINISHED":
         tags = found[0].data.tags
-        echo(f"search {name} already finished (run {found[0].info.run_id}): best trial "
+        echo(f"search {name} already finished (run {found[0].info.run_id}): best trial id "
              f"{tags.get('deepsuite.best_trial')} {tags.get('deepsuite.best_value')}; "
              f"{tags.get('deepsuite.registered', 'not registered')}. Use --name to start another search.")
         return SearchResult(name, found[0].info.run_id, project_dir)
@@ -166,7 +166,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
 
         best = finalize(tuner, oracle, tuner.hypermodel, tracker, project_dir, options.alias, name, echo)
         _print_best(best, pipeline, echo)
-        tracker.end("FINISHED", f"completed: {len(oracle.end_order)} trials, best trial {best.trial_id} "
+        tracker.end("FINISHED", f"completed: {len(oracle.end_order)} trials, best trial id {best.trial_id} "
                                 f"{runs.objective}={best.value:.4f}")
         return SearchResult(name, parent_id, project_dir, best, runs.progress.done_here)
     except KeyboardInterrupt:

@@ -157,7 +157,8 @@ class TrialRuns:
                               run_id=self.parent_run_id, step=step)
         self.progress.trial_ended(trial_values(trial.hyperparameters) | {
             k: v for k, v in trial.hyperparameters.values.items() if k in ("tuner/epochs", "tuner/initial_epoch")},
-            None if failed else trial.score, best_value, failure=failure_reason(trial.message) if failed else None)
+            None if failed else trial.score, best_value, failure=failure_reason(trial.message) if failed else None,
+            trial_id=trial.trial_id)
 
     def reconcile(self, oracle) -> None:
         """After a restart: close trial runs left RUNNING whose trial the oracle already recorded as ended."""
