@@ -1,18 +1,33 @@
 """Sentiment benchmark: the `default` preset on the VADER movie-review sentences (MR), CPU, through the CLI.
 
 Prints test accuracy (and ROC-AUC, F1, training time) beside the published MR figures, all without
-pretrained embeddings except the last reference. Our test set is a fixed 10% stratified split (1,056
+pretrained embeddings except the last reference. Our test set is a fixed 10% stratified split (1,057
 sentences, labels = sign of the mean human rating); the references are 10-fold cross-validation on
-Pang & Lee's original labels, so read them as scale, not as a like-for-like comparison. With 1,056 test
+Pang & Lee's original labels, so read them as scale, not as a like-for-like comparison. With 1,057 test
 sentences one standard error of accuracy is about 1.2 points.
 
     python bench/sentiment_analysis.py                      # default preset (model.kind=ngram)
     python bench/sentiment_analysis.py --kind cnn --kind bigru   # other architectures, same split
 
-How the default was chosen (best validation accuracy, seed 42, same split; the test set was not used):
+How the default was chosen (best validation accuracy, same split; the test set was not used):
+  first sweep, seed 42:
     ngrams=2 lr=3e-3 0.808 | ngrams=3 lr=3e-3 0.811 | ngrams=2 lr=1e-2 0.810 | ngrams=2 wd=1e-2 0.808
-    ngrams=2 batch 32 0.809 | ngrams=3 lr=1e-2 0.815 (chosen) | cnn + n-gram branch 0.771 | smaller cnn lr=1e-2 0.780
-The first benchmark run used ngrams=2, lr=3e-3 and measured 79.3% test accuracy; the chosen default 79.7%.
+    ngrams=2 batch 32 0.809 | ngrams=3 lr=1e-2 0.815 (kept) | cnn + n-gram branch 0.771 | smaller cnn lr=1e-2 0.780
+  second sweep, mean best validation accuracy over seeds 42, 1, 2 (ngrams=3, lr 1e-2, 15 epochs, patience 3):
+    repeated n-grams counted (previous default)           0.8086 (0.8146 0.8013 0.8098)
+    model.ngram_binary=true                               0.8095 (0.8127 0.8042 0.8117)  chosen
+    model.nb_alpha=0.5                                    0.7963 (0.8042 0.7947 0.7900)
+    model.nb_alpha=2.0                                    0.8083 (0.8108 0.8070 0.8070)
+    model.ngram_binary=true model.nb_alpha=2.0            0.8073 (0.8108 0.8023 0.8089)
+    model.ngram_prior=1.0 (start at Naive Bayes)          0.7900 (seed 42 only; stopped, clearly lower)
+    model.kind=cnn lr=1e-3 model.ngram_weight_scale=10    0.8032 (seed 42 only; stopped, lower, fit 9 min)
+  The first, second, fourth and fifth settings lie within 0.25 point of each other, far inside one standard
+  error of validation accuracy (~1.2 points): the chosen one wins by 0.1 point, which is noise. The n-gram
+  model has plateaued at about 0.81 validation; neither smoothing nor the cnn ensemble moved it up.
+Measured test accuracy: the first benchmark run (ngrams=2, lr=3e-3) 79.3%, the previous ngrams=3 default
+(repeated n-grams counted) 79.7% at seed 42; the chosen default (binary n-grams), `python bench/sentiment_analysis.py --set seed=S`, 2-core CPU shared with
+other jobs: seed 42 79.2% (ROC-AUC 0.877, F1 0.788, 10 epochs, fit 44 s), seed 1 79.4% (0.877, 0.788, fit
+20 s), seed 2 79.2% (0.875, 0.788, fit 31 s): mean 79.3%, so the 80% target is NOT met.
 """
 from __future__ import annotations
 

@@ -188,3 +188,20 @@ def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
     (tmp_path / "blank.txt").write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="no text in the file"):
         _expand_inputs([str(tmp_path / "blank.txt")])
+
+
+def test_ngram_branch_binary_counts_each_gram_once_and_prior_starts_at_naive_bayes():
+    from pipelines.sentiment_analysis.layers import NaiveBayesNGrams
+
+    ids = np.array([[5, 6, 5, 6, 5, 0], [7, 0, 0, 0, 0, 0]], dtype=np.int32)  # "a b a b a": repeated uni/bi-grams
+    ratios = np.random.default_rng(1).normal(size=10 + 2 * 64).astype("float32")
+    ratios[:2] = 0  # padding and [UNK]
+    for binary in (False, True):
+        layer = NaiveBayesNGrams(10, 3, 64, prior=0.5, binary=binary)
+        layer.build(ids.shape)
+        layer.set_ratios(ratios)
+        features = np.asarray(layer.features(ids))
+        grams = [np.unique(row) if binary else row for row in features]
+        expected = [0.5 * ratios[g].sum() for g in grams]  # learned weights start at 0: prior * NB log-ratios
+        np.testing.assert_allclose(np.asarray(layer(ids))[:, 0], expected, rtol=1e-5, atol=1e-6)
+    assert NaiveBayesNGrams.from_config(layer.get_config()).binary

@@ -63,6 +63,18 @@ class TextModel(Section):
     # logit is added to the network's; 0 turns it off
     ngrams: int = Field(3, ge=0, le=4, description="longest n-gram in the NB branch; 0 disables the branch")
     ngram_buckets: int = Field(2**18, ge=1024, le=2**18, description="hash buckets for n-grams (n >= 2)")
+    nb_alpha: float = Field(1.0, gt=0, description=(
+        "additive (Laplace) smoothing of the per-class n-gram counts behind the Naive Bayes log-count ratios; "
+        "smaller trusts rare n-grams more"))
+    ngram_prior: float = Field(0.0, ge=0, description=(
+        "n-gram weight = ratio * (ngram_weight_scale * w + ngram_prior), w learned from 0: > 0 starts the branch "
+        "at the scaled Naive Bayes classifier, and weight decay pulls it back there (NBSVM's interpolation)"))
+    ngram_weight_scale: float = Field(1.0, gt=0, description=(
+        "multiplies the learned n-gram weights, so under Adam the branch moves this many times faster than the "
+        "network: its own learning rate when the branch is trained jointly with a cnn/bigru/transformer"))
+    ngram_binary: bool = Field(True, description=(
+        "count each distinct n-gram of a text once (binarised features, as the NB ratios are counted); false: "
+        "repeated n-grams add up"))
 
     @model_validator(mode="after")
     def _heads_divide_width(self):

@@ -14,18 +14,24 @@ PACKAGE = "deepsuite.sentiment"
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class NaiveBayesNGrams(layers.Layer):
-    """An NBSVM-style linear branch: logit = sum over the text's n-grams of r[g] * w[g] + b.
+    """An NBSVM-style linear branch: logit = sum over the text's n-grams of r[g] * (s * w[g] + p) + b.
 
     Token ids (batch, L) -> unigram ids plus hashed bi/tri-gram ids (HASH_MULTIPLIER, as in vectorize.py)
-    -> the fixed Naive Bayes log-count ratio r (set from the training set by `set_ratios`) times a learned
-    weight w (initialised to 0) -> summed -> (batch, 1): logistic regression on NB-scaled n-gram counts,
-    i.e. NBSVM (Wang & Manning 2012) with a logistic loss. Padding and [UNK] have r = 0. Bag-of-n-gram models are what reaches NBSVM-level accuracy on short
-    reviews without pretrained embeddings; adding this logit to a network's lets each cover the other.
+    -> the fixed Naive Bayes log-count ratio r (set from the training set by `set_ratios`) times
+    (weight_scale * w + prior), w learned and initialised to 0 -> summed -> (batch, 1): logistic regression on
+    NB-scaled n-gram counts, i.e. NBSVM (Wang & Manning 2012) with a logistic loss. Padding and [UNK] have
+    r = 0. `prior` > 0 starts the branch at the (scaled) Naive Bayes classifier itself and weight decay pulls
+    w back towards it, like NBSVM's interpolation with the NB weights; `weight_scale` multiplies the step of
+    w under Adam, i.e. gives the branch its own learning rate when a network shares the optimizer; `binary`
+    counts each distinct n-gram of a text once. Bag-of-n-gram models are what reaches NBSVM-level accuracy
+    on short reviews without pretrained embeddings; adding this logit to a network's lets each cover the other.
     """
 
-    def __init__(self, vocab_size: int, max_n: int, buckets: int, **kwargs):
+    def __init__(self, vocab_size: int, max_n: int, buckets: int, weight_scale: float = 1.0, prior: float = 0.0,
+                 binary: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.max_n, self.buckets = vocab_size, max_n, buckets
+        self.weight_scale, self.prior, self.binary = float(weight_scale), float(prior), bool(binary)
         self.size = vocab_size + max(0, max_n - 1) * buckets
 
     def build(self, input_shape):
@@ -52,14 +58,22 @@ class NaiveBayesNGrams(layers.Layer):
         return ops.concatenate(grams, axis=1)
 
     def call(self, ids):
-        scores = ops.take(self.ratios * self.weights_per_gram, self.features(ids), axis=0)  # (batch, grams)
+        features = self.features(ids)
+        if self.binary:  # each distinct n-gram of a text counts once: zero the repeats after sorting
+            features = ops.sort(features, axis=1)
+            repeat = ops.concatenate([ops.zeros_like(features[:, :1]), ops.cast(
+                features[:, 1:] == features[:, :-1], features.dtype)], axis=1)
+            features = features * (1 - repeat)
+        weights = self.ratios * (self.weights_per_gram * self.weight_scale + self.prior)
+        scores = ops.take(weights, features, axis=0)  # (batch, grams); id 0 (padding) has ratio 0
         return ops.sum(scores, axis=1, keepdims=True) + self.bias
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "max_n": self.max_n, "buckets": self.buckets}
+        return {**super().get_config(), "vocab_size": self.vocab_size, "max_n": self.max_n, "buckets": self.buckets,
+                "weight_scale": self.weight_scale, "prior": self.prior, "binary": self.binary}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)

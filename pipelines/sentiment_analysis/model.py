@@ -42,7 +42,8 @@ def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.nda
         features = layers.Dropout(config.dropout, name="dropout")(features)
         logits.append(layers.Dense(1, name="network_logit")(features))
     if config.ngrams:
-        nb = NaiveBayesNGrams(len(vocabulary), config.ngrams, config.ngram_buckets, name="ngram_logit")
+        nb = NaiveBayesNGrams(len(vocabulary), config.ngrams, config.ngram_buckets, config.ngram_weight_scale,
+                              config.ngram_prior, config.ngram_binary, name="ngram_logit")
         logits.append(nb(ids))
         if nb_ratios is not None:
             nb.set_ratios(nb_ratios)

@@ -83,7 +83,8 @@ class SentimentAnalysisPipeline(Pipeline):
         ratios = None
         if model_cfg.ngrams:
             ids = Vectorizer(vocabulary, model_cfg.sequence_length)(_texts(splits.train))
-            ratios = nb_log_ratios(ids, splits.train.y, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets)
+            ratios = nb_log_ratios(ids, splits.train.y, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets,
+                                   model_cfg.nb_alpha)
         model = build_classifier(vocabulary, model_cfg, ratios)
         steps = steps_per_epoch(len(splits.train), config.train.batch_size)
         model.compile(optimizer=optimizer(config.train, steps), loss="binary_crossentropy",
