@@ -144,7 +144,7 @@ def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
 
     from pipelines.medical_imaging.config import MedicalModel
     from pipelines.medical_imaging.gradcam import GradCam
-    from pipelines.medical_imaging.model import build_model
+    from pipelines.medical_imaging.model import build_model, classifier_of
 
     keras.utils.set_random_seed(1)
     model = build_model((28, 28, 1), 2, MedicalModel(widths=[8, 16], blocks_per_stage=1, tta_flip=True))
@@ -153,8 +153,47 @@ def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
     classes = np.array([0, 1, 0, 1, 1, 0])
     gradcam = GradCam(model)
     heatmaps = gradcam(images, classes)
-    kernel = keras.ops.convert_to_numpy(model.get_layer("classifier").get_layer("logits").kernel)
+    kernel = keras.ops.convert_to_numpy(classifier_of(model).get_layer("logits").kernel)
     maps = keras.ops.convert_to_numpy(gradcam.features(images))
     cam = np.maximum(np.einsum("nhwc,cn->nhw", maps, kernel[:, classes]), 0)
     cam /= np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12)
     assert heatmaps.shape == (6, 14, 14) and np.abs(heatmaps - cam).max() < 1e-4
+
+
+@pytest.mark.parametrize("train_mirror", [False, True])
+def test_flip_tta_averages_the_mirrored_prediction_and_survives_save_and_load(tmp_path, train_mirror):
+    import keras
+
+    from pipelines.medical_imaging.config import MedicalModel
+    from pipelines.medical_imaging.model import build_model, classifier_of
+
+    keras.utils.set_random_seed(2)
+    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
+                                                     tta_train_mirror=train_mirror))
+    with np.load(PNEUMONIA) as stored:
+        images = stored["test_images"][:4, ..., None]
+    pixels = images.astype("float32") / 255
+    classifier = classifier_of(model)
+    expected = (classifier.predict(pixels, verbose=0) + classifier.predict(pixels[:, :, ::-1], verbose=0)) / 2
+    probs = model.predict(images, verbose=0)
+    assert np.abs(probs - expected).max() < 1e-5
+    model.save(tmp_path / "m.keras")
+    assert np.abs(keras.models.load_model(tmp_path / "m.keras").predict(images, verbose=0) - probs).max() < 1e-5
+
+
+def test_mixup_batches_blend_images_labels_and_class_weights():
+    from pipelines.medical_imaging.data import MixupBatches
+
+    x = np.stack([np.zeros((4, 4, 1), "uint8"), np.full((4, 4, 1), 200, "uint8")] * 5)
+    y = np.array([0, 1] * 5)
+    batches = MixupBatches(x, y, 2, batch_size=4, alpha=0.4, class_weight={0: 2.0, 1: 1.0}, seed=0)
+    assert len(batches) == 3
+    seen = 0
+    for i in range(len(batches)):
+        images, labels, weights = batches[i]
+        seen += len(images)
+        assert images.dtype == np.uint8 and np.allclose(labels.sum(axis=1), 1)
+        # an image's brightness tells how much of the class-1 image went into it, and so its label
+        assert np.allclose(images[:, 0, 0, 0] / 200, labels[:, 1], atol=0.01)
+        assert np.allclose(weights, 2.0 * labels[:, 0] + 1.0 * labels[:, 1], atol=1e-5)
+    assert seen == 10

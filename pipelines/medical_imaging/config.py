@@ -48,12 +48,17 @@ class MedicalModel(Section):
     augment: bool = Field(True, description="X-ray-suited augmentation during training (never vertical flips)")
     horizontal_flip: bool = True
     translate: float = Field(0.1, ge=0, le=0.5, description="max shift as a fraction of the size")
-    rotation_degrees: float = Field(0.0, ge=0, le=45)
-    zoom: float = Field(0.0, ge=0, lt=0.5)
-    contrast: float = Field(0.2, ge=0, lt=1, description="random contrast factor (exposure differences)")
-    brightness: float = Field(0.0, ge=0, lt=1)
+    rotation_degrees: float = Field(10.0, ge=0, le=45)
+    zoom: float = Field(0.1, ge=0, lt=0.5)
+    contrast: float = Field(0.4, ge=0, lt=1, description="random contrast factor (exposure differences)")
+    brightness: float = Field(0.2, ge=0, lt=1)
+    mixup: float = Field(0.0, ge=0, le=1, description="mixup Beta(a, a) parameter: train on blends of two images "
+                                                      "and their labels; 0 disables")
     tta_flip: bool = Field(True, description="average the prediction with the left-right mirrored image "
-                                             "(inside the model: trained and exported that way)")
+                                             "(inside the model, so the exported model does it too)")
+    tta_train_mirror: bool = Field(False, description="with tta_flip, also train through the mirrored branch "
+                                                      "(twice the training compute); off: the mirror is "
+                                                      "averaged in at inference only")
 
 
 class MedicalEvaluation(Section):
@@ -75,6 +80,9 @@ class MedicalTrain(TrainConfig):
     learning_rate: float = Field(2e-3, gt=0, le=10)
     early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement; 0 disables "
                                                                 "(the cosine schedule runs to the end)")
+    ema_momentum: float = Field(0.99, ge=0, lt=1, description="keep an exponential moving average of the weights "
+                                                             "(Keras optimizer use_ema) and end training on it; "
+                                                             "0 disables (the smoke preset)")
 
 
 class MedicalImagingConfig(RunConfig):
@@ -90,7 +98,7 @@ PRESETS: dict[str, dict] = {
         "data": {"max_train_samples": 600, "max_val_samples": 128, "max_test_samples": 200},
         "model": {"widths": [8, 16], "blocks_per_stage": 1, "tta_flip": False, "bn_momentum": 0.9},
         "evaluation": {"gradcam_examples": 4},
-        "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
+        "train": {"epochs": 2, "batch_size": 64, "verbose": 0, "ema_momentum": 0.0},
     },
     "full": {
         "model": {"input_size": (64, 64), "widths": [48, 96, 192, 256], "blocks_per_stage": 2, "dropout": 0.4},

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.medical_imaging.model import CLASSIFIER, LAST_CONV, LOGITS, PREPROCESSED
+from pipelines.medical_imaging.model import LAST_CONV, LOGITS, PREPROCESSED, classifier_of
 
 
 class GradCam:
     def __init__(self, model):
         import keras
 
-        classifier = model.get_layer(CLASSIFIER)
+        classifier = classifier_of(model)
         preprocess = keras.Model(model.input, model.get_layer(PREPROCESSED).output)
         conv = classifier.get_layer(LAST_CONV).output
         inner_features = keras.Model(classifier.input, conv)

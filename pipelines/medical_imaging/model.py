@@ -5,7 +5,9 @@
        an upside-down chest X-ray is not a chest X-ray)
     -> classifier: stages of (Conv-BN-ReLU) x blocks, max-pool between; the last ReLU is "last_conv"
        -> global average pool -> Dropout -> Dense "logits" -> Softmax "probabilities"
-    [tta_flip: the classifier also sees the mirrored image and the two probabilities are averaged]
+    [tta_flip: the classifier also sees the mirrored image and the two probabilities are averaged; with
+     tta_train_mirror off (default) only at inference, in the "tta" layer that wraps the classifier, so
+     training costs one pass, not two]
 
 The classifier is a nested Functional model so Grad-CAM can reach its last feature map and logits
 (see gradcam.py) whatever the backend.
@@ -21,6 +23,15 @@ CLASSIFIER = "classifier"
 PREPROCESSED = "preprocessed"
 LAST_CONV = "last_conv"
 LOGITS = "logits"
+TTA = "tta"
+
+
+def classifier_of(model: keras.Model) -> keras.Model:
+    """The nested classifier: a layer of the model, or wrapped by the inference-time mirror average."""
+    try:
+        return model.get_layer(CLASSIFIER)
+    except ValueError:
+        return model.get_layer(TTA).classifier
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel) -> keras.Model:
@@ -32,7 +43,9 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, config: Med
     if config.augment:
         x = _augment(x, config)
     classifier = build_classifier(tuple(x.shape[1:]), num_classes, config)
-    if config.tta_flip:
+    if config.tta_flip and not config.tta_train_mirror:
+        outputs = MirrorAverage(classifier, name=TTA)(x)
+    elif config.tta_flip:
         mirrored = HorizontalMirror(name="mirror")(x)
         outputs = layers.Average(name="tta_average")([classifier(x), classifier(mirrored)])
     else:
@@ -48,6 +61,39 @@ class HorizontalMirror(layers.Layer):
 
     def call(self, images):
         return ops.flip(images, axis=2)
+
+
+@keras.saving.register_keras_serializable(package="deepsuite")
+class MirrorAverage(layers.Layer):
+    """Flip test-time augmentation that costs nothing in training: the classifier's output when
+    training, the mean of its outputs on the image and on its left-right mirror at inference."""
+
+    def __init__(self, classifier: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+
+    def build(self, input_shape):
+        if not self.classifier.built:
+            self.classifier.build(input_shape)
+        self.built = True
+
+    def call(self, images, training=None):
+        probs = self.classifier(images, training=training)
+        if training:
+            return probs
+        return (probs + self.classifier(ops.flip(images, axis=2), training=False)) * 0.5
+
+    def compute_output_shape(self, input_shape):
+        return self.classifier.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
 
 
 def _augment(x, config: MedicalModel):

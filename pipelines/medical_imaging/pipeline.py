@@ -62,7 +62,12 @@ class MedicalImagingPipeline(Pipeline):
         num_classes = len(splits.info.metadata["class_names"])
         model = build_model(tuple(splits.train.x.shape[1:]), num_classes, config.model)
         steps = steps_per_epoch(len(splits.train), config.train.batch_size)
-        model.compile(optimizer=optimizer(config.train, steps),
+        opt = optimizer(config.train, steps)
+        if config.train.ema_momentum:
+            # Keras averages the weights after every step and copies the average into the model when fit ends
+            opt = type(opt).from_config({**opt.get_config(), "use_ema": True,
+                                         "ema_momentum": config.train.ema_momentum})
+        model.compile(optimizer=opt,
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing),
                       metrics=["accuracy"])
         return model
@@ -70,8 +75,15 @@ class MedicalImagingPipeline(Pipeline):
     def fit_data(self, splits: Splits, config: cfg.MedicalImagingConfig) -> FitData:
         n = len(splits.info.metadata["class_names"])
         onehot = np.eye(n, dtype="float32")
-        return FitData(splits.train.x, onehot[splits.train.y], (splits.val.x, onehot[splits.val.y]),
-                       class_weight=class_weights(splits.train.y, n, config.model.class_weight))
+        weights = class_weights(splits.train.y, n, config.model.class_weight)
+        validation = (splits.val.x, onehot[splits.val.y])
+        if config.model.mixup > 0:
+            from pipelines.medical_imaging.data import MixupBatches
+
+            batches = MixupBatches(splits.train.x, splits.train.y, n, config.train.batch_size, config.model.mixup,
+                                   weights, config.seed)
+            return FitData(batches, validation_data=validation)
+        return FitData(splits.train.x, onehot[splits.train.y], validation, class_weight=weights)
 
     def search_space(self, hp, config):
         return cfg.search_space(hp, config)
