@@ -74,7 +74,7 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: ImageClassificationConfig) -> ImageClassificationConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    base = hp.Choice("model.base_width", [16, 32, 48])
+    base = hp.Choice("model.base_width", [16, 24, 32, 48])  # 24: the default preset's width
     values["model"]["widths"] = [base * 2**i for i in range(hp.Int("model.stages", 2, 3))]
     values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 2)
     values["model"]["dense_units"] = hp.Choice("model.dense_units", [0, 128, 256])
