@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,12 +18,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common.console import filter_native_logs  # noqa: E402
+
+filter_native_logs()  # figures, not TensorFlow's C++ start-up lines (installed before anything imports it)
+
 from common import config as config_lib  # noqa: E402
 from common import runner  # noqa: E402
-from common.console import filter_native_logs  # noqa: E402
 from common.tracking import Tracker  # noqa: E402
-
-filter_native_logs()  # figures, not TensorFlow's C++ start-up lines
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -46,8 +48,8 @@ class BenchRun:
     load_before: float
     load_after: float
 
-    @property
-    def run(self):
+    @cached_property
+    def run(self):  # read once: the figures below and the bench script all look at the same run
         return self.tracker.get_run(self.result.run_id)
 
     @property

@@ -7,7 +7,6 @@ deepsuite.json + the MLflow model), and the MLflow model is registered as `<pipe
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from tuning.hypermodel import PipelineHyperModel, TrialContext
 from tuning.progress import format_values
 from tuning.space import trial_values
 from tuning.trials import failure_reason
-from tuning.tuners import release_tensorflow_graphs
+from tuning.tuners import fresh_session, weights_only_restore
 
 
 @dataclass
@@ -39,20 +38,16 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
     """The best trial's weights from its best-epoch checkpoint; retrain its config when that is not here."""
     if Path(tuner._get_checkpoint_fname(trial.trial_id)).exists():
         try:
-            with warnings.catch_warnings():  # the checkpoint holds weights; the optimizer state is not needed
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            with weights_only_restore():
                 return tuner.load_model(trial), f"restored from trial id {trial.trial_id}'s best-epoch checkpoint"
         except Exception as exc:  # noqa: BLE001 - e.g. a Hyperband parent checkpoint on another machine
             reason = f"checkpoint not loadable ({type(exc).__name__})"
     else:
         reason = "checkpoint not on this machine"
-    import keras
-
     hp = copy.deepcopy(trial.hyperparameters)
     for key in ("tuner/trial_id", "tuner/initial_epoch"):
         hp.values.pop(key, None)
-    release_tensorflow_graphs(tuner.gradients_before_search)
-    keras.backend.clear_session()
+    fresh_session(tuner.gradients_before_search)
     model = hypermodel.build(hp)
     hypermodel.trial = TrialContext(f"{trial.trial_id}-retrain", None, work_dir)
     try:

@@ -9,6 +9,7 @@ Keras Tuner's own classes do the searching; two thin mixins add the suite's beha
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import warnings
@@ -61,7 +62,7 @@ def hyperband_trials(max_epochs: int, factor: int, iterations: int = 1) -> int:
 
 
 def custom_gradient_names() -> set[str]:
-    return set(_gradient_registry()) if _gradient_registry() is not None else set()
+    return set(_gradient_registry() or ())
 
 
 def release_tensorflow_graphs(keep: set[str]) -> None:
@@ -76,6 +77,21 @@ def release_tensorflow_graphs(keep: set[str]) -> None:
     if registry is not None:
         for name in [n for n in registry if n.startswith("CustomGradient-") and n not in keep]:
             del registry[name]
+
+
+def fresh_session(keep: set[str]) -> None:
+    """Before building a model in the same process: drop the previous trial's graphs, then Keras' state."""
+    release_tensorflow_graphs(keep)
+    keras.backend.clear_session(free_memory=True)
+
+
+@contextlib.contextmanager
+def weights_only_restore():
+    """Loading a trial checkpoint into a fresh model restores its weights, not its optimizer state; that is
+    intended (warm starts and the final best model), so Keras' warning about it is noise in our output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
 
 
 def _gradient_registry():
@@ -146,8 +162,7 @@ class TrialHooks:
     def _try_build(self, hp):
         """Keras Tuner's, with one garbage collection instead of two (and gc.freeze() keeps it short),
         after releasing the previous trial's graphs so memory stays flat from trial to trial."""
-        release_tensorflow_graphs(self.gradients_before_search)
-        keras.backend.clear_session(free_memory=True)
+        fresh_session(self.gradients_before_search)
         return self._build_hypermodel(hp)
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
@@ -189,8 +204,7 @@ class TrackedHyperband(TrialHooks, kt.Hyperband):
         schedule spans the epochs it still runs (PipelineHyperModel._build_config); that is intended, so
         the "Skipping variable loading for optimizer" warning is noise in the per-trial progress lines.
         """
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        with weights_only_restore():
             return super()._build_hypermodel(hp)
 
 
