@@ -206,5 +206,20 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def recipe_default(value: Any, allowed: list | tuple) -> Any:
+    """`value` (the base config's) as a hyperparameter's default when the space allows it, else None.
+
+    A search's first trial takes every hyperparameter's default (tuning.tuners), so a space whose defaults
+    come from the config starts from the recipe being tuned; `allowed` is a list of choices or a
+    (low, high) range. None lets Keras Tuner pick its own default (the first choice, the lowest value).
+    """
+    if isinstance(allowed, tuple):
+        low, high = allowed
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
+    else:
+        ok = value in allowed
+    return value if ok else None
+
+
 def to_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

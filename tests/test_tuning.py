@@ -93,6 +93,28 @@ def test_rerunning_a_finished_search_runs_nothing_again(search):
     assert len(runs_of(folder, "trial")) == 2 and len(runs_of(folder, "search")) == 1
 
 
+def test_hyperband_starts_from_the_recipe_and_continues_trials_along_their_schedule(tmp_path):
+    # max 3 epochs, factor 3: three 1-epoch trials, then the best continues from epoch 1 to 3
+    result = run_cli(["tune", "image-classification", "--tuner", "hyperband", "--max-epochs", "3",
+                      "--max-trials", "4", *TINY], cwd=tmp_path)
+    assert result.code == 0, result.err[-3000:]
+    assert "Skipping variable loading for optimizer" not in result.err
+    trials = {r.data.tags["deepsuite.trial_id"]: r for r in runs_of(tmp_path, "trial")}
+    # the first trial is the smoke preset's recipe wherever the space allows its value
+    first = trials["0"].data.params
+    assert (first["hp.train.learning_rate"], first["hp.train.batch_size"], first["hp.model.dropout"]) == \
+        ("0.003", "64", "0.3")
+    [continued] = [r for r in trials.values() if r.data.params["hp.tuner/initial_epoch"] == "1"]
+    past = trials[continued.data.params["hp.tuner/trial_id"]]
+    client = client_for(tmp_path)
+    rate = {run.info.run_id: {m.step: m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")}
+            for run in (past, continued)}
+    # one cosine over the 3 max epochs: the continued trial carries on below where its past trial stopped
+    # (a fresh optimizer would restart its own schedule near the peak rate)
+    assert rate[past.info.run_id][1] > rate[continued.info.run_id][2] > rate[continued.info.run_id][3]
+    assert 0.5 < rate[past.info.run_id][1] / float(past.data.params["hp.train.learning_rate"]) < 1
+
+
 def test_unknown_tuner_is_one_line_and_fails_the_parent_run(tmp_path):
     result = run_cli([*SEARCH, "--tuner", "grid"], cwd=tmp_path)
     assert result.code == 2 and last_line(result.err) == "error: unknown tuner 'grid' (valid: random, bayesian, hyperband)"

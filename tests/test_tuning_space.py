@@ -27,9 +27,15 @@ def test_declared_space_is_the_pipelines_with_pins_fixed():
     hp = space(pins=["model.dropout=0.2"]).declare()
     names = {p.name: type(p).__name__ for p in hp.space}
     assert names["model.dropout"] == "Fixed" and names["train.learning_rate"] == "Float"
-    assert {"model.base_width", "model.stages", "train.batch_size"} <= names.keys()
+    assert {"model.base_width", "model.blocks_per_stage", "train.batch_size"} <= names.keys()
     config = space(pins=["model.dropout=0.2"]).apply(hp)   # defaults of the space, the pin applied
-    assert config.model.dropout == 0.2 and config.model.widths[0] in (16, 32, 48)
+    assert config.model.dropout == 0.2 and config.model.widths == [16, 32]   # smoke's 8 is not in the space
+
+
+def test_the_spaces_defaults_are_the_recipe_so_the_first_trial_is_the_preset():
+    base = resolve(IC.config_cls, IC.presets, "default")
+    search = SearchSpace(IC, base)
+    assert search.apply(search.declare()).model_dump() == base.model_dump()
 
 
 def test_set_on_a_tuned_key_pins_it():
@@ -41,11 +47,11 @@ def test_set_on_a_tuned_key_pins_it():
 
 @pytest.mark.parametrize("pins, sets, message", [
     (["train.batch_size=100"], [], "contradictory search space: train.batch_size=100 is pinned but the space allows one of [64, 128, 256]"),
-    (["model.dropout=0.9"], [], "allows float in [0.0, 0.5]"),
+    (["model.dropout=0.9"], [], "allows float in [0.1, 0.5]"),
     (["model.nonsense=1"], [], "--fix model.nonsense: no such hyperparameter"),
     ([], ["model.widths=[8]"], "--set model.widths=[8] is overridden by image-classification's search space"),
     (["train.batch_size=64"], ["train.batch_size=128"], "contradictory request"),
-    (["model.base_width=16", "model.stages=2", "model.blocks_per_stage=1", "model.dense_units=0",
+    (["model.base_width=16", "model.blocks_per_stage=1-1", "model.dense_units=128",
       "model.dropout=0.1", "train.learning_rate=0.001", "train.batch_size=64"], [], "empty search space: every hyperparameter"),
 ])
 def test_bad_spaces_are_one_clear_config_error(pins, sets, message):

@@ -74,12 +74,17 @@ class PipelineHyperModel(kt.HyperModel):
         return config
 
     def _build_config(self, hp) -> RunConfig:
-        """Hyperband continues a trial from epoch tuner/initial_epoch: its schedule spans the epochs it runs."""
+        """The config a trial's model and optimizer are built with.
+
+        A Hyperband trial stops at tuner/epochs, but its learning-rate schedule spans the search's max
+        epochs (every bracket's last round): a trial continued from tuner/initial_epoch gets the checkpoint's
+        optimizer state back, step counter included (TrackedHyperband), so it carries on along the same
+        schedule exactly as if it had trained straight through, like the untuned recipe it is compared with.
+        """
         config = self.trial_config(hp)
-        start = int(hp.values.get("tuner/initial_epoch", 0) or 0)
-        if start:
+        if "tuner/epochs" in hp.values:
             config = config.model_copy(deep=True)
-            config.train.epochs = max(1, config.train.epochs - start)
+            config.train.epochs = max(self.space.base.train.epochs, config.train.epochs)
         return config
 
     # -- keras_tuner.HyperModel ---------------------------------------------------------------------

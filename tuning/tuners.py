@@ -18,7 +18,9 @@ from typing import Callable
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src import backend as kt_backend
 from keras_tuner.src import config as kt_config
+from keras_tuner.src import utils as kt_utils
 
 from common.errors import ConfigError, DeepsuiteError
 
@@ -87,8 +89,8 @@ def fresh_session(keep: set[str]) -> None:
 
 @contextlib.contextmanager
 def weights_only_restore():
-    """Loading a trial checkpoint into a fresh model restores its weights, not its optimizer state; that is
-    intended (warm starts and the final best model), so Keras' warning about it is noise in our output."""
+    """Loading a trial checkpoint into a model for inference (the final best model) needs its weights, not its
+    optimizer state, so Keras' warning that it skipped the optimizer is noise in our output."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         yield
@@ -119,9 +121,26 @@ class ReportingOracle:
                 self.reporter(self, ended)
 
 
+class StartsFromDefaults:
+    """The search's first trial takes every hyperparameter's default instead of a random draw.
+
+    The pipelines' spaces default to the base config's values (common.config.recipe_default), so the
+    first trial is the recipe being tuned (the preset plus --set): the search starts from the known
+    point and explores around it. Later trials are the oracle's own (random, Bayesian, Hyperband).
+    """
+
+    def _random_values(self):
+        if self.trials:  # create_trial adds a trial only after populate_space: empty means the first
+            return super()._random_values()
+        defaults = self.hyperparameters.copy()
+        defaults.ensure_active_values()
+        return {hp.name: defaults.values[hp.name] for hp in defaults.space if defaults.is_active(hp)}
+
+
 _BASES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
           "hyperband": kt.oracles.HyperbandOracle}
-_ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, base), {}) for kind, base in _BASES.items()}
+_ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, StartsFromDefaults, base), {})
+            for kind, base in _BASES.items()}
 
 
 def make_oracle(kind: str, objective: str, direction: str, max_trials: int | None, max_epochs: int,
@@ -198,14 +217,24 @@ class TrackedHyperband(TrialHooks, kt.Hyperband):
     """Hyperband: kt.Hyperband's run_trial passes epochs/initial_epoch and warm-starts from a past trial."""
 
     def _build_hypermodel(self, hp):
-        """Keras Tuner's warm start, without Keras' warning that the optimizer state was not restored.
+        """Keras Tuner's warm start, with the optimizer state restored too.
 
-        A continued trial keeps the weights of the trial it continues and starts a fresh optimizer whose
-        schedule spans the epochs it still runs (PipelineHyperModel._build_config); that is intended, so
-        the "Skipping variable loading for optimizer" warning is noise in the per-trial progress lines.
+        kt.Hyperband loads the past trial's checkpoint into a model whose optimizer has no variables yet,
+        so only the weights come back (Keras warns that it skipped the optimizer) and the continued trial
+        restarts Adam's moments and its schedule's step counter from zero. Building the optimizer first
+        makes the same file restore both: with PipelineHyperModel._build_config's schedule over the max
+        epochs, continuing a trial is the same as having trained it straight through.
         """
-        with weights_only_restore():
-            return super()._build_hypermodel(hp)
+        model = kt.Tuner._build_hypermodel(self, hp)
+        if "tuner/trial_id" in hp.values:
+            past = hp.values["tuner/trial_id"]
+            if kt_backend.config.multi_backend():
+                model.build_from_config(kt_utils.load_json(self._get_build_config_fname(past)))
+            optimizer = getattr(model, "optimizer", None)
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            model.load_weights(self._get_checkpoint_fname(past))
+        return model
 
 
 def make_tuner(kind: str, runs, oracle, hypermodel, directory: Path, project_name: str):

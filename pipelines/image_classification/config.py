@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class ImageData(Section):
@@ -71,14 +71,36 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def block_patterns(stages: int) -> list[str]:
+    """Per-stage conv block counts the search tries: uniform 1s, the tapered 2..2-1, uniform 2s, 3..3-2."""
+    patterns = [[1] * stages, [2] * (stages - 1) + [1], [2] * stages, [3] * (stages - 1) + [2]]
+    return list(dict.fromkeys("-".join(map(str, p)) for p in patterns))
+
+
 def search_space(hp, config: ImageClassificationConfig) -> ImageClassificationConfig:
-    """The tuner's choices applied to `config`; model.py never sees `hp`."""
+    """The tuner's choices applied to `config`; model.py never sees `hp`.
+
+    Variations around the recipe being tuned: the stage count stays the config's, every range contains the
+    config's value, and each default is that value (`recipe_default`), so the first trial is the recipe.
+    """
     values = config.model_dump()
-    base = hp.Choice("model.base_width", [16, 24, 32, 48])  # 24: the default preset's width
-    values["model"]["widths"] = [base * 2**i for i in range(hp.Int("model.stages", 2, 3))]
-    values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 2)
-    values["model"]["dense_units"] = hp.Choice("model.dense_units", [0, 128, 256])
-    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.5, step=0.1)
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 3e-4, 5e-3, sampling="log")
-    values["train"]["batch_size"] = hp.Choice("train.batch_size", [64, 128, 256])
+    model, train = config.model, config.train
+    stages = len(model.widths)
+    widths, patterns = [16, 24, 32, 48], block_patterns(stages)
+    blocks = model.blocks_per_stage if isinstance(model.blocks_per_stage, list) else [model.blocks_per_stage] * stages
+    base = hp.Choice("model.base_width", widths, default=recipe_default(model.widths[0], widths))
+    values["model"]["widths"] = [base * 2**i for i in range(stages)]
+    pattern = hp.Choice("model.blocks_per_stage", patterns,
+                        default=recipe_default("-".join(map(str, blocks)), patterns))
+    values["model"]["blocks_per_stage"] = [int(b) for b in pattern.split("-")]
+    units = [128, 256, 512]
+    values["model"]["dense_units"] = hp.Choice("model.dense_units", units,
+                                               default=recipe_default(model.dense_units, units))
+    values["model"]["dropout"] = hp.Float("model.dropout", 0.1, 0.5, step=0.1,
+                                          default=recipe_default(model.dropout, (0.1, 0.5)))
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 1e-3, 5e-3, sampling="log",
+                                                default=recipe_default(train.learning_rate, (1e-3, 5e-3)))
+    sizes = [64, 128, 256]
+    values["train"]["batch_size"] = hp.Choice("train.batch_size", sizes,
+                                              default=recipe_default(train.batch_size, sizes))
     return type(config).model_validate(values)

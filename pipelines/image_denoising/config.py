@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 # Adam with a decaying (cosine) learning rate, as DnCNN; no weight decay and no early stop: fresh patches
@@ -101,12 +101,16 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: DenoisingConfig) -> DenoisingConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    values["model"]["kind"] = hp.Choice("model.kind", ["dncnn", "unet"])
-    values["model"]["width"] = hp.Choice("model.width", [16, 24, 32, 48, 64])
-    values["model"]["depth"] = hp.Int("model.depth", 8, 17)
-    values["model"]["levels"] = hp.Int("model.levels", 2, 4)
-    values["model"]["batch_norm"] = hp.Boolean("model.batch_norm")
-    values["model"]["loss"] = hp.Choice("model.loss", ["mse", "l1"])
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 2e-4, 3e-3, sampling="log")
-    values["data"]["patch_size"] = hp.Choice("data.patch_size", [40, 48, 64])
+    model = config.model
+    kinds, widths, losses, patches = ["dncnn", "unet"], [16, 24, 32, 48, 64], ["mse", "l1"], [40, 48, 64]
+    values["model"]["kind"] = hp.Choice("model.kind", kinds, default=recipe_default(model.kind, kinds))
+    values["model"]["width"] = hp.Choice("model.width", widths, default=recipe_default(model.filters(), widths))
+    values["model"]["depth"] = hp.Int("model.depth", 8, 17, default=recipe_default(model.depth, (8, 17)))
+    values["model"]["levels"] = hp.Int("model.levels", 2, 4, default=recipe_default(model.levels, (2, 4)))
+    values["model"]["batch_norm"] = hp.Boolean("model.batch_norm", default=model.batch_norm)
+    values["model"]["loss"] = hp.Choice("model.loss", losses, default=recipe_default(model.loss, losses))
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 2e-4, 3e-3, sampling="log",
+                                                default=recipe_default(config.train.learning_rate, (2e-4, 3e-3)))
+    values["data"]["patch_size"] = hp.Choice("data.patch_size", patches,
+                                             default=recipe_default(config.data.patch_size, patches))
     return type(config).model_validate(values)

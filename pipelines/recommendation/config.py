@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class RatingsData(Section):
@@ -81,14 +81,22 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: RecommendationConfig) -> RecommendationConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    values["model"]["embedding_dim"] = hp.Choice("model.embedding_dim", [16, 32, 64, 128])
-    values["model"]["side_features"] = hp.Boolean("model.side_features", default=True)
+    model, train = config.model, config.train
+    dims, sizes = [16, 32, 64, 128], [256, 512, 1024, 2048]
+    values["model"]["embedding_dim"] = hp.Choice("model.embedding_dim", dims,
+                                                 default=recipe_default(model.embedding_dim, dims))
+    values["model"]["side_features"] = hp.Boolean("model.side_features", default=model.side_features)
     if config.model.kind == "two_tower":
-        values["model"]["temperature"] = hp.Float("model.temperature", 0.03, 0.5, sampling="log")
-        values["model"]["logq_correction"] = hp.Float("model.logq_correction", 0.0, 1.0, step=0.25)
+        values["model"]["temperature"] = hp.Float("model.temperature", 0.03, 0.5, sampling="log",
+                                                  default=recipe_default(model.temperature, (0.03, 0.5)))
+        values["model"]["logq_correction"] = hp.Float("model.logq_correction", 0.0, 1.0, step=0.25,
+                                                      default=recipe_default(model.logq_correction, (0.0, 1.0)))
     else:
-        values["model"]["l2"] = hp.Float("model.l2", 0.01, 0.3, sampling="log")
-        values["model"]["bias_l2"] = hp.Float("model.bias_l2", 0.001, 0.1, sampling="log")
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 1e-3, 1e-2, sampling="log")
-    values["train"]["batch_size"] = hp.Choice("train.batch_size", [256, 512, 1024, 2048])
+        values["model"]["l2"] = hp.Float("model.l2", 0.01, 0.3, sampling="log",
+                                         default=recipe_default(model.l2, (0.01, 0.3)))
+        values["model"]["bias_l2"] = hp.Float("model.bias_l2", 0.001, 0.1, sampling="log",
+                                              default=recipe_default(model.bias_l2, (0.001, 0.1)))
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 1e-3, 1e-2, sampling="log",
+                                                default=recipe_default(train.learning_rate, (1e-3, 1e-2)))
+    values["train"]["batch_size"] = hp.Choice("train.batch_size", sizes, default=recipe_default(train.batch_size, sizes))
     return type(config).model_validate(values)

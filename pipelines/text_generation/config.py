@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class TextData(Section):
@@ -97,11 +97,16 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: TextGenerationConfig) -> TextGenerationConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    heads = hp.Choice("model.num_heads", [2, 4])
+    model, train = config.model, config.train
+    head_choices, head_dims, sizes = [2, 4], [32, 48, 64], [16, 32, 64]
+    heads = hp.Choice("model.num_heads", head_choices, default=recipe_default(model.num_heads, head_choices))
     values["model"]["num_heads"] = heads
-    values["model"]["dim"] = heads * hp.Choice("model.head_dim", [32, 48, 64])
-    values["model"]["num_layers"] = hp.Int("model.num_layers", 2, 6)
-    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.2, step=0.1)
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 5e-4, 3e-3, sampling="log")
-    values["train"]["batch_size"] = hp.Choice("train.batch_size", [16, 32, 64])
+    values["model"]["dim"] = heads * hp.Choice("model.head_dim", head_dims,
+                                               default=recipe_default(model.dim // model.num_heads, head_dims))
+    values["model"]["num_layers"] = hp.Int("model.num_layers", 2, 6, default=recipe_default(model.num_layers, (2, 6)))
+    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.2, step=0.1,
+                                          default=recipe_default(model.dropout, (0.0, 0.2)))
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 5e-4, 3e-3, sampling="log",
+                                                default=recipe_default(train.learning_rate, (5e-4, 3e-3)))
+    values["train"]["batch_size"] = hp.Choice("train.batch_size", sizes, default=recipe_default(train.batch_size, sizes))
     return type(config).model_validate(values)
