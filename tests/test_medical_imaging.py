@@ -197,3 +197,56 @@ def test_mixup_batches_blend_images_labels_and_class_weights():
         assert np.allclose(images[:, 0, 0, 0] / 200, labels[:, 1], atol=0.01)
         assert np.allclose(weights, 2.0 * labels[:, 0] + 1.0 * labels[:, 1], atol=1e-5)
     assert seen == 10
+
+
+def test_ensemble_trains_each_member_on_its_own_loss_and_averages_them_at_inference():
+    import keras
+
+    from pipelines.medical_imaging.config import MedicalModel
+    from pipelines.medical_imaging.gradcam import GradCam
+    from pipelines.medical_imaging.model import EnsembleCrossentropy, build_model, classifiers_of
+
+    keras.utils.set_random_seed(3)
+    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
+                                                     ensemble_members=2))
+    with np.load(PNEUMONIA) as stored:
+        images = stored["test_images"][:4, ..., None]
+    pixels = images.astype("float32") / 255
+    members = classifiers_of(model)
+    assert [m.name for m in members] == ["classifier_0", "classifier_1"]
+    # two members, two initialisations: their kernels differ
+    kernels = [keras.ops.convert_to_numpy(m.get_layer("logits").kernel) for m in members]
+    assert np.abs(kernels[0] - kernels[1]).max() > 1e-3
+    # inference: the mean of both members on the image and its mirror
+    singles = [m.predict(p, verbose=0) for m in members for p in (pixels, pixels[:, :, ::-1])]
+    assert np.abs(model.predict(images, verbose=0) - np.mean(singles, axis=0)).max() < 1e-5
+    # training: every member's probabilities side by side, and the loss is the mean of the members' losses
+    side_by_side = keras.ops.convert_to_numpy(model(images, training=True))
+    assert side_by_side.shape == (4, 4)
+    labels = np.eye(2, dtype="float32")[[0, 1, 1, 0]]
+    loss = EnsembleCrossentropy(label_smoothing=0.1)
+    single = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    expected = (float(single(labels, side_by_side[:, :2])) + float(single(labels, side_by_side[:, 2:]))) / 2
+    assert float(loss(labels, side_by_side)) == pytest.approx(expected, rel=1e-5)
+    assert GradCam(model)(images, np.array([0, 1, 0, 1])).shape == (4, 28, 28)
+
+
+def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(tmp_path):
+    result = run_cli([*SMOKE, "--set", "train.epochs=1", "--set", "model.ensemble_members=2"], cwd=tmp_path)
+    assert result.code == 0, result.err[-3000:]
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.params["model.ensemble_members"] == "2"
+    assert 0.0 <= run.data.metrics["test_roc_auc"] <= 1.0
+    export = next((tmp_path / "mlruns" / "artifacts").rglob("export/model.keras"))
+    import keras
+
+    from pipelines.medical_imaging.model import classifiers_of
+
+    assert len(classifiers_of(keras.saving.load_model(export))) == 2
+    with np.load(PNEUMONIA) as stored:
+        Image.fromarray(stored["test_images"][0]).save(tmp_path / "xray.png")
+    predicted = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "-o", str(tmp_path / "cam.png"),
+                         "--json"], cwd=tmp_path)
+    assert predicted.code == 0, predicted.err[-2000:]
+    answer = json.loads(predicted.out)
+    assert 0 <= answer["probability"] <= 1 and Image.open(tmp_path / "cam.png").mode == "RGB"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from common.config import RunConfig, Section, TrainConfig
 
@@ -59,6 +59,18 @@ class MedicalModel(Section):
     tta_train_mirror: bool = Field(False, description="with tta_flip, also train through the mirrored branch "
                                                       "(twice the training compute); off: the mirror is "
                                                       "averaged in at inference only")
+    ensemble_members: int = Field(1, ge=1, le=5, description="CNNs in one exported model, each with its own random "
+                                                            "initialisation and augmentation draws, trained "
+                                                            "side by side on their own losses in the same fit "
+                                                            "(M times the training compute) and averaged at "
+                                                            "inference; Grad-CAM is the members' mean map")
+
+    @model_validator(mode="after")
+    def _ensemble_mirror(self):
+        if self.ensemble_members > 1 and self.tta_flip and self.tta_train_mirror:
+            raise ValueError("tta_train_mirror is not available with ensemble_members > 1 (an ensemble averages "
+                             "the mirrored image in at inference only)")
+        return self
 
 
 class MedicalEvaluation(Section):

@@ -8,42 +8,60 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.medical_imaging.model import LAST_CONV, LOGITS, PREPROCESSED, classifier_of
+from pipelines.medical_imaging.model import LAST_CONV, LOGITS, PREPROCESSED, classifiers_of
 
 
 class GradCam:
+    """Grad-CAM of the model's classifier; for an ensemble, the mean of its members' maps (each scaled to
+    a peak of 1 first, so every member has the same say), then scaled to a peak of 1 again."""
+
     def __init__(self, model):
         import keras
 
-        classifier = classifier_of(model)
         preprocess = keras.Model(model.input, model.get_layer(PREPROCESSED).output)
-        conv = classifier.get_layer(LAST_CONV).output
-        inner_features = keras.Model(classifier.input, conv)
-        self.features = lambda images: inner_features(preprocess(images, training=False), training=False)
-        # the head re-applies the classifier's own layers after the last conv to a fresh input
-        head_in = keras.Input(shape=tuple(conv.shape[1:]))
-        x = head_in
-        after = False
-        for layer in classifier.layers:
-            if after:
-                x = layer(x)
-                if layer.name == LOGITS:
-                    break
-            after = after or layer.name == LAST_CONV
-        self.head = keras.Model(head_in, x)
+        self.parts = [_cut(classifier, preprocess) for classifier in classifiers_of(model)]
+        self.features, self.head = self.parts[0]  # the (first) classifier's two halves
 
     def __call__(self, images: np.ndarray, class_index: np.ndarray | int) -> np.ndarray:
         """Heatmaps in 0..1, one per image, at the feature-map resolution (N x h x w)."""
-        import keras
+        cams = np.mean([_cam(features, head, images, class_index) for features, head in self.parts], axis=0)
+        return _unit_peak(cams)
 
-        feature_maps = keras.ops.convert_to_numpy(self.features(images)).astype("float32")
-        classes = np.broadcast_to(np.asarray(class_index), (len(images),))
-        selector = np.eye(int(self.head.output.shape[-1]), dtype="float32")[classes]
-        grads = _gradient(lambda maps: keras.ops.sum(self.head(maps, training=False) * selector), feature_maps)
-        weights = grads.mean(axis=(1, 2), keepdims=True)                # N x 1 x 1 x C
-        cams = np.maximum((weights * feature_maps).sum(axis=-1), 0.0)  # N x h x w
-        peak = cams.max(axis=(1, 2), keepdims=True)
-        return np.where(peak > 0, cams / np.maximum(peak, 1e-12), 0.0)
+
+def _cut(classifier, preprocess):
+    """(raw image -> last feature map, feature map -> logits) for one classifier."""
+    import keras
+
+    conv = classifier.get_layer(LAST_CONV).output
+    inner_features = keras.Model(classifier.input, conv)
+    features = lambda images: inner_features(preprocess(images, training=False), training=False)  # noqa: E731
+    # the head re-applies the classifier's own layers after the last conv to a fresh input
+    head_in = keras.Input(shape=tuple(conv.shape[1:]))
+    x = head_in
+    after = False
+    for layer in classifier.layers:
+        if after:
+            x = layer(x)
+            if layer.name == LOGITS:
+                break
+        after = after or layer.name == LAST_CONV
+    return features, keras.Model(head_in, x)
+
+
+def _cam(features, head, images: np.ndarray, class_index: np.ndarray | int) -> np.ndarray:
+    import keras
+
+    feature_maps = keras.ops.convert_to_numpy(features(images)).astype("float32")
+    classes = np.broadcast_to(np.asarray(class_index), (len(images),))
+    selector = np.eye(int(head.output.shape[-1]), dtype="float32")[classes]
+    grads = _gradient(lambda maps: keras.ops.sum(head(maps, training=False) * selector), feature_maps)
+    weights = grads.mean(axis=(1, 2), keepdims=True)                # N x 1 x 1 x C
+    return _unit_peak(np.maximum((weights * feature_maps).sum(axis=-1), 0.0))  # N x h x w
+
+
+def _unit_peak(cams: np.ndarray) -> np.ndarray:
+    peak = cams.max(axis=(1, 2), keepdims=True)
+    return np.where(peak > 0, cams / np.maximum(peak, 1e-12), 0.0)
 
 
 def _gradient(scalar_fn, value: np.ndarray) -> np.ndarray:

@@ -8,6 +8,12 @@
     [tta_flip: the classifier also sees the mirrored image and the two probabilities are averaged; with
      tta_train_mirror off (default) only at inference, in the "tta" layer that wraps the classifier, so
      training costs one pass, not two]
+    [ensemble_members = M > 1: M classifiers "classifier_0".."classifier_{M-1}", each with its own random
+     initialisation and its own augmentation draws, inside one "ensemble" layer. Training: the layer
+     returns the M members' probabilities side by side (batch x M*K) and `EnsembleCrossentropy` takes the
+     mean of the members' own losses, so each member learns as if trained alone (not through the average,
+     which would couple them). Inference: the mean of the members' probabilities (and of their mirrored
+     predictions with tta_flip), batch x K as usual.]
 
 The classifier is a nested Functional model so Grad-CAM can reach its last feature map and logits
 (see gradcam.py) whatever the backend.
@@ -24,14 +30,23 @@ PREPROCESSED = "preprocessed"
 LAST_CONV = "last_conv"
 LOGITS = "logits"
 TTA = "tta"
+ENSEMBLE = "ensemble"
 
 
 def classifier_of(model: keras.Model) -> keras.Model:
-    """The nested classifier: a layer of the model, or wrapped by the inference-time mirror average."""
-    try:
-        return model.get_layer(CLASSIFIER)
-    except ValueError:
-        return model.get_layer(TTA).classifier
+    """The nested classifier: a layer of the model, or wrapped by the inference-time mirror average;
+    for an ensemble, its first member."""
+    return classifiers_of(model)[0]
+
+
+def classifiers_of(model: keras.Model) -> list[keras.Model]:
+    """Every nested classifier: the one classifier, or the members of an ensemble."""
+    names = {layer.name for layer in model.layers}
+    if ENSEMBLE in names:
+        return list(model.get_layer(ENSEMBLE).members)
+    if TTA in names:
+        return [model.get_layer(TTA).classifier]
+    return [model.get_layer(CLASSIFIER)]
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel) -> keras.Model:
@@ -40,6 +55,14 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int, config: Med
     if config.input_size and tuple(config.input_size) != tuple(input_shape[:2]):
         x = layers.Resizing(*config.input_size, interpolation="bilinear", name="resize")(x)
     x = layers.Identity(name=PREPROCESSED)(x)
+    if config.ensemble_members > 1:
+        # each member sees its own augmentation draws (and starts from its own random weights)
+        views = [_augment(x, config, suffix=f"_{i}") if config.augment else x for i in range(config.ensemble_members)]
+        members = [build_classifier(tuple(x.shape[1:]), num_classes, config, name=f"{CLASSIFIER}_{i}")
+                   for i in range(config.ensemble_members)]
+        outputs = EnsembleAverage(members, tta_flip=config.tta_flip, name=ENSEMBLE)(views)
+        outputs = layers.Identity(name="probabilities", dtype="float32")(outputs)
+        return keras.Model(inputs, outputs, name="medical_cnn")
     if config.augment:
         x = _augment(x, config)
     classifier = build_classifier(tuple(x.shape[1:]), num_classes, config)
@@ -96,24 +119,102 @@ class MirrorAverage(layers.Layer):
         return cls(**config)
 
 
-def _augment(x, config: MedicalModel):
+@keras.saving.register_keras_serializable(package="deepsuite")
+class EnsembleAverage(layers.Layer):
+    """M member classifiers, one input view each (their own augmentation draws in training; the same
+    preprocessed image at inference). Training: the members' probabilities side by side, batch x M*K,
+    for `EnsembleCrossentropy`; inference: their mean (with tta_flip, also over the mirrored image)."""
+
+    def __init__(self, members: list[keras.Model], tta_flip: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.members = list(members)
+        self.tta_flip = tta_flip
+
+    def build(self, input_shape):
+        for member, shape in zip(self.members, input_shape):
+            if not member.built:
+                member.build(shape)
+        self.built = True
+
+    def call(self, views, training=None):
+        if training:
+            return ops.concatenate([m(v, training=True) for m, v in zip(self.members, views)], axis=-1)
+        probs = [m(v, training=False) for m, v in zip(self.members, views)]
+        if self.tta_flip:
+            probs += [m(ops.flip(v, axis=2), training=False) for m, v in zip(self.members, views)]
+        return ops.mean(ops.stack(probs, axis=0), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return self.members[0].compute_output_shape(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "tta_flip": self.tta_flip,
+                "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
+        return cls(**config)
+
+
+def _member_mean(y_true, y_pred):
+    """The ensemble's probabilities from the training output (batch x M*K -> batch x K); unchanged when
+    y_pred already has K columns (inference, validation, single models)."""
+    k, width = y_true.shape[-1], y_pred.shape[-1]
+    if k is None or width is None or width == k:
+        return y_pred, [y_pred]
+    parts = ops.split(y_pred, width // k, axis=-1)
+    return ops.mean(ops.stack(parts, axis=0), axis=0), parts
+
+
+@keras.saving.register_keras_serializable(package="deepsuite")
+class EnsembleCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy for `EnsembleAverage`: in training, the mean of the members' own
+    losses (each member trained as if alone); on K-column outputs (validation), the usual loss."""
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "ensemble_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        _, parts = _member_mean(y_true, y_pred)
+        losses = [keras.losses.categorical_crossentropy(y_true, p, label_smoothing=self.label_smoothing)
+                  for p in parts]
+        return losses[0] if len(losses) == 1 else ops.mean(ops.stack(losses, axis=0), axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="deepsuite")
+def ensemble_accuracy(y_true, y_pred):
+    """Categorical accuracy of the members' mean (training) or of the K-column output as it is."""
+    mean, _ = _member_mean(y_true, y_pred)
+    return keras.metrics.categorical_accuracy(y_true, mean)
+
+
+def _augment(x, config: MedicalModel, suffix: str = ""):
     """Random transforms that a chest X-ray survives: small shifts, turns, zooms and exposure changes."""
     if config.horizontal_flip:
-        x = layers.RandomFlip("horizontal", name="random_flip")(x)
+        x = layers.RandomFlip("horizontal", name=f"random_flip{suffix}")(x)
     if config.translate > 0:
-        x = layers.RandomTranslation(config.translate, config.translate, fill_mode="nearest", name="random_shift")(x)
+        x = layers.RandomTranslation(config.translate, config.translate, fill_mode="nearest",
+                                     name=f"random_shift{suffix}")(x)
     if config.rotation_degrees > 0:
-        x = layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest", name="random_rotation")(x)
+        x = layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest",
+                                  name=f"random_rotation{suffix}")(x)
     if config.zoom > 0:
-        x = layers.RandomZoom(config.zoom, fill_mode="nearest", name="random_zoom")(x)
+        x = layers.RandomZoom(config.zoom, fill_mode="nearest", name=f"random_zoom{suffix}")(x)
     if config.contrast > 0:
-        x = layers.RandomContrast(config.contrast, value_range=(0, 1), name="random_contrast")(x)
+        x = layers.RandomContrast(config.contrast, value_range=(0, 1), name=f"random_contrast{suffix}")(x)
     if config.brightness > 0:
-        x = layers.RandomBrightness(config.brightness, value_range=(0, 1), name="random_brightness")(x)
+        x = layers.RandomBrightness(config.brightness, value_range=(0, 1), name=f"random_brightness{suffix}")(x)
     return x
 
 
-def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel) -> keras.Model:
+def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel,
+                     name: str = CLASSIFIER) -> keras.Model:
     """Preprocessed float image -> class probabilities; its last ReLU is the Grad-CAM feature map."""
     inputs = keras.Input(shape=input_shape, name="preprocessed_image")
     x = inputs
@@ -130,4 +231,4 @@ def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config
     x = layers.Dropout(config.dropout, name="dropout")(x)
     x = layers.Dense(num_classes, name=LOGITS)(x)
     outputs = layers.Softmax(name="softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=CLASSIFIER)
+    return keras.Model(inputs, outputs, name=name)

@@ -67,9 +67,16 @@ class MedicalImagingPipeline(Pipeline):
             # Keras averages the weights after every step and copies the average into the model when fit ends
             opt = type(opt).from_config({**opt.get_config(), "use_ema": True,
                                          "ema_momentum": config.train.ema_momentum})
-        model.compile(optimizer=opt,
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing),
-                      metrics=["accuracy"])
+        if config.model.ensemble_members > 1:
+            # the training output holds every member's probabilities: each member is scored on its own
+            from pipelines.medical_imaging.model import EnsembleCrossentropy, ensemble_accuracy
+
+            loss = EnsembleCrossentropy(label_smoothing=config.model.label_smoothing)
+            metrics = [keras.metrics.MeanMetricWrapper(ensemble_accuracy, name="accuracy")]
+        else:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing)
+            metrics = ["accuracy"]
+        model.compile(optimizer=opt, loss=loss, metrics=metrics)
         return model
 
     def fit_data(self, splits: Splits, config: cfg.MedicalImagingConfig) -> FitData:
