@@ -47,6 +47,7 @@ def main() -> int:
     config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, None, overrides)
     load_before = os.getloadavg()
     store = args.store or Path(tempfile.mkdtemp(prefix="bench-medical-"))
+    fit_cpu = _time_fit_cpu(runner)
     started = time.time()
     result = runner.run(pipeline, config, store_dir=store, echo=lambda line: None)
     wall = time.time() - started
@@ -66,8 +67,8 @@ def main() -> int:
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"training {fit_seconds:.0f} s (budget {TRAIN_BUDGET_S} s), whole run {wall:.0f} s wall, "
-          f"{usage.ru_utime + usage.ru_stime:.0f} s CPU; run {result.run_id} in {store}")
+    print(f"training {fit_seconds:.0f} s wall (budget {TRAIN_BUDGET_S} s), {fit_cpu[0]:.0f} s CPU; whole run "
+          f"{wall:.0f} s wall, {usage.ru_utime + usage.ru_stime:.0f} s CPU; run {result.run_id} in {store}")
     print(f"threshold {m['threshold']:.4f} chosen on validation ({config.evaluation.threshold_policy}), applied to test;"
           f" validation ROC-AUC {m['val_roc_auc']:.4f}")
     print()
@@ -87,6 +88,27 @@ def main() -> int:
     print(f"test confusion at the threshold: TP {m['true_positives']:.0f}  FN {m['false_negatives']:.0f}  "
           f"TN {m['true_negatives']:.0f}  FP {m['false_positives']:.0f}")
     return 0 if all(verdicts) and within else 1
+
+
+def _time_fit_cpu(runner) -> list[float]:
+    """Wrap the runner's fit so the process CPU seconds spent training (user + system, all threads) are
+    known apart from data loading and evaluation: on a shared machine CPU time, unlike wall time, hardly
+    grows with the other jobs' load (on two idle cores this workload ran at ~1.2 cores: wall ~ CPU / 1.2)."""
+    import resource
+
+    seconds = [float("nan")]
+    fit_model = runner.fit_model
+
+    def timed(*args, **kwargs):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            return fit_model(*args, **kwargs)
+        finally:
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            seconds[0] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    runner.fit_model = timed
+    return seconds
 
 
 if __name__ == "__main__":
