@@ -100,6 +100,41 @@ def test_hyperband_trial_count_matches_the_oracle(max_epochs, factor):
     assert created == hyperband_trials(max_epochs, factor)
 
 
+def _run_oracle(kind, tmp_path, trials=12):
+    """Drive an oracle without training: trial 0 scores 1.0, every later one less; returns their values."""
+    space = kt.HyperParameters()
+    space.Choice("a", [1, 2, 3, 4], default=2)
+    space.Float("b", 0.0, 1.0, default=0.5)
+    space.Choice("c", ["x", "y", "z"], default="y")
+    space.Int("d", 1, 9, default=5)
+    oracle = make_oracle(kind, "score", "max", 40, 9, 3, 7, space, max_failures=3)
+    oracle._set_project_dir(str(tmp_path), kind)
+    drawn = []
+    for i in range(trials):
+        trial = oracle.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        if values.get("tuner/initial_epoch", 0) == 0:   # a new configuration, not a continued one
+            drawn.append({k: v for k, v in values.items() if not k.startswith("tuner/")})
+        oracle.update_trial(trial.trial_id, {"score": 1.0 if i == 0 else 0.5 - i / 100})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    return drawn
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband"])
+def test_first_trial_is_the_spaces_defaults(kind, tmp_path):
+    assert _run_oracle(kind, tmp_path, trials=2)[0] == {"a": 2, "b": 0.5, "c": "y", "d": 5}
+
+
+def test_hyperband_draws_about_half_its_configurations_next_to_the_best(tmp_path):
+    best, *later = _run_oracle("hyperband", tmp_path, trials=30)
+    changed = [sum(value[k] != best[k] for k in best) for value in later]
+    neighbours = [n for n in changed if n in (1, 2)]
+    assert 0.3 < len(neighbours) / len(changed) < 0.9 and 0 not in changed
+    random_only = _run_oracle("random", tmp_path / "random", trials=30)[1:]
+    assert sum(sum(v[k] != best[k] for k in best) <= 2 for v in random_only) < len(neighbours)
+
+
 def test_search_name_is_stable_and_changes_with_the_search():
     base = resolve(IC.config_cls, IC.presets, "smoke")
     one = SearchOptions("image-classification", tuner="random", max_trials=3, preset="smoke")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import random
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -137,9 +138,41 @@ class StartsFromDefaults:
         return {hp.name: defaults.values[hp.name] for hp in defaults.space if defaults.is_active(hp)}
 
 
+class ExploresAroundTheBest:
+    """Hyperband: half of its new configurations are the best one so far with one or two values redrawn.
+
+    Plain Hyperband draws every configuration at random, and with a budget of ~20 trials it rarely lands
+    next to a good recipe (measured in bench/tuning.py: none of 19 random draws matched the recipe the
+    search started from). Redrawing one or two hyperparameters of the best completed trial (a local
+    search step, as in SMAC or evolutionary search) spends the other half of the draws where the search
+    already knows it is good; successive halving then decides which of them earn more epochs.
+    """
+
+    local_share = 0.5
+
+    def _random_values(self):
+        best = best_completed(self) if self.trials else None
+        chance = random.Random(self._seed_state)
+        self._seed_state += 1
+        if best is None or chance.random() >= self.local_share:
+            return super()._random_values()
+        tunable = [hp for hp in self.hyperparameters.space
+                   if type(hp).__name__ != "Fixed" and hp.name in best.hyperparameters.values]
+        for _ in range(self._max_collisions):
+            values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
+            for hp in chance.sample(tunable, k=min(len(tunable), chance.choice([1, 2]))):
+                values[hp.name] = hp.random_sample(self._seed_state)
+                self._seed_state += 1
+            if not self._duplicate(values):
+                return values
+        return super()._random_values()
+
+
 _BASES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
           "hyperband": kt.oracles.HyperbandOracle}
-_ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, StartsFromDefaults, base), {})
+_MIXINS = {"random": (StartsFromDefaults,), "bayesian": (StartsFromDefaults,),
+           "hyperband": (ExploresAroundTheBest, StartsFromDefaults)}
+_ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, *_MIXINS[kind], base), {})
             for kind, base in _BASES.items()}
 
 
