@@ -132,7 +132,8 @@ def test_each_architecture_trains_saves_and_reloads(kind, tmp_path):
     labels = np.array([1, 0, 1, 0, 0, 1] * 4)
     config = SentimentConfig.model_validate({"model": {"kind": kind, "vocab_size": 100, "sequence_length": 8,
                                                        "embedding_dim": 8, "filters": 4, "rnn_units": 4,
-                                                       "ff_dim": 8, "num_heads": 2, "ngram_buckets": 1024}}).model
+                                                       "ff_dim": 8, "num_heads": 2, "ngram_buckets": 1024,
+                                                       "char_ngrams": 0}}).model
     vocabulary = build_vocabulary(texts, 100)
     ratios = nb_log_ratios(Vectorizer(vocabulary, 8)(texts), labels, config.ngrams, len(vocabulary), 1024)
     model = build_classifier(vocabulary, config, ratios)
@@ -143,4 +144,34 @@ def test_each_architecture_trains_saves_and_reloads(kind, tmp_path):
     assert before.shape == (len(texts), 1) and np.isfinite(before).all()
     model.save(tmp_path / "model.keras")
     after = keras.saving.load_model(tmp_path / "model.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)
+
+
+def test_character_ngrams_score_unseen_word_forms_and_survive_reload(tmp_path):
+    """model.char_ngrams: a word missing from the vocabulary still counts through its character n-grams."""
+    import keras
+
+    from pipelines.sentiment_analysis.config import SentimentConfig
+    from pipelines.sentiment_analysis.model import build_classifier
+    from pipelines.sentiment_analysis.pipeline import _char_ngram_ratios
+    from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
+
+    texts = ["a wonderful warm film", "dreadful and dull", "wonderful acting", "dreadful plot", "warm", "dull"] * 4
+    labels = np.array([1, 0, 1, 0, 1, 0] * 4)
+    config = SentimentConfig.model_validate({"model": {"vocab_size": 100, "sequence_length": 8, "ngrams": 1,
+                                                       "ngram_buckets": 1024, "char_ngrams": 4,
+                                                       "char_vocab_size": 2000}}).model
+    vocabulary = build_vocabulary(texts, 100)
+    ratios = nb_log_ratios(Vectorizer(vocabulary, 8)(texts), labels, 1, len(vocabulary), 1024)
+    char_vocabulary, char_ratios = _char_ngram_ratios(texts, labels, config)
+    assert len(char_vocabulary) + 1 == char_ratios.shape[0] and char_ratios[0] == 0  # [UNK] never sways
+    model = build_classifier(vocabulary, config, ratios, char_vocabulary, char_ratios)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(np.array(texts, dtype=object), labels[:, None].astype("float32"), epochs=3, batch_size=8, verbose=0)
+    # "wonderfully" and "dreadfully" are not in the vocabulary: word features alone would score both the same
+    probe = np.array(["wonderfully", "dreadfully", "wonderful", "dreadful"], dtype=object)
+    before = model.predict(probe, verbose=0).reshape(-1)
+    assert before[0] > 0.5 > before[1] and before[2] > 0.5 > before[3]
+    model.save(tmp_path / "model.keras")
+    after = keras.saving.load_model(tmp_path / "model.keras").predict(probe, verbose=0).reshape(-1)
     np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6)

@@ -75,14 +75,26 @@ class TextModel(Section):
     ngram_binary: bool = Field(True, description=(
         "count each distinct n-gram of a text once (binarised features, as the NB ratios are counted); false: "
         "repeated n-grams add up"))
+    char_ngrams: int = Field(5, ge=0, le=6, description=(
+        "longest character n-gram (from 2) of a second NB-weighted bag added to the n-gram branch's logit, over "
+        "the lower-cased text with punctuation and spaces kept (so it also sees word pieces, misspellings and "
+        "words outside the vocabulary); 0 = off. Needs raw-string input, i.e. the TensorFlow backend: on JAX/PyTorch "
+        "it is left out with a warning"))
+    char_vocab_size: int = Field(2**17, ge=100, le=2**20, description=(
+        "character n-grams kept (the most frequent in the training split), incl. [UNK]"))
+    char_weight_scale: float = Field(0.1, gt=0, description=(
+        "the character bag's step size under Adam, like model.ngram_weight_scale: a sentence has several times "
+        "more character n-grams than words, so a smaller step keeps the bag from overfitting before the words"))
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
         if self.kind == "transformer" and self.embedding_dim % self.num_heads:
             raise ValueError(f"model.embedding_dim ({self.embedding_dim}) must be divisible by model.num_heads "
                              f"({self.num_heads}) for the transformer")
-        if self.kind == "ngram" and not self.ngrams:
-            raise ValueError("model.kind=ngram needs model.ngrams >= 1")
+        if self.kind == "ngram" and not (self.ngrams or self.char_ngrams):
+            raise ValueError("model.kind=ngram needs model.ngrams >= 1 (or model.char_ngrams >= 2)")
+        if self.char_ngrams == 1:
+            raise ValueError("model.char_ngrams counts from 2: set 0 (off) or 2..6")
         return self
 
 
@@ -99,7 +111,8 @@ PRESETS: dict[str, dict] = {
     "smoke": {
         "data": {"max_train_samples": 1500, "max_test_samples": 300},
         "model": {"vocab_size": 3000, "sequence_length": 32, "embedding_dim": 16, "filters": 16, "rnn_units": 16,
-                  "ff_dim": 32, "num_layers": 1, "num_heads": 2, "ngram_buckets": 2**14},
+                  "ff_dim": 32, "num_layers": 1, "num_heads": 2, "ngram_buckets": 2**14,
+                  "char_vocab_size": 2**14},
         "train": {"epochs": 2, "batch_size": 64, "verbose": 0},
     },
     "full": {

@@ -115,3 +115,35 @@ class MaskedMeanPool(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class NaiveBayesBag(layers.Layer):
+    """The NBSVM logit over a multi-hot bag (batch, V), e.g. character n-grams: x . (r * (s * w + p)) + b.
+
+    Same parametrisation as `NaiveBayesNGrams` (fixed Naive Bayes log-count ratios r from `set_ratios`, learned
+    w from 0, `weight_scale` s, `prior` p), for features that arrive already counted (TextVectorization's
+    multi_hot output); id 0 ([UNK]) should get ratio 0.
+    """
+
+    def __init__(self, size: int, weight_scale: float = 1.0, prior: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.weight_scale, self.prior = int(size), float(weight_scale), float(prior)
+
+    def build(self, input_shape):
+        self.ratios = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="nb_ratios")
+        self.weights_per_gram = self.add_weight(shape=(self.size,), initializer="zeros", name="gram_weights")
+        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+    def set_ratios(self, ratios) -> None:
+        self.ratios.assign(ops.convert_to_tensor(ratios, dtype=self.ratios.dtype))
+
+    def call(self, bag):
+        weights = self.ratios * (self.weights_per_gram * self.weight_scale + self.prior)
+        return ops.matmul(ops.cast(bag, weights.dtype), weights[:, None]) + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "weight_scale": self.weight_scale, "prior": self.prior}

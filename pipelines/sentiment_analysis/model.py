@@ -6,7 +6,9 @@
         bigru:       Bidirectional GRU/LSTM over the masked sequence -> final states
         transformer: + position embedding -> N x (self-attention, feed-forward) -> masked mean pool
         ngram:       no body (the n-gram branch alone)
-    -> Dropout -> Dense(1) logit  [+ NaiveBayesNGrams logit over the same ids] -> sigmoid = P(positive)
+    -> Dropout -> Dense(1) logit  [+ NaiveBayesNGrams logit over the same ids]
+    [TF only, model.char_ngrams > 0: + NaiveBayesBag logit over the string's character 2..n-gram multi-hot]
+    -> sigmoid = P(positive)
 
 On JAX/PyTorch (no TensorFlow) the model starts at the ids; `vectorize.Vectorizer` produces them.
 """
@@ -17,7 +19,7 @@ import numpy as np
 from keras import layers
 
 from pipelines.sentiment_analysis.config import TextModel
-from pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesNGrams, PositionEmbedding
+from pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesBag, NaiveBayesNGrams, PositionEmbedding
 
 
 def takes_raw_strings() -> bool:
@@ -25,8 +27,24 @@ def takes_raw_strings() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.ndarray | None = None) -> keras.Model:
+CHAR_STANDARDIZE = "lower"  # punctuation kept: "!", "?", ":)" carry sentiment in character n-grams
+
+
+def char_vectorizer(config: TextModel, vocabulary: list[str] | None = None, name: str = "char_vectorization"):
+    """The string -> multi-hot bag of character 2..`char_ngrams`-grams (TensorFlow only, like TextVectorization)."""
+    return layers.TextVectorization(max_tokens=config.char_vocab_size, standardize=CHAR_STANDARDIZE,
+                                    split="character", ngrams=tuple(range(2, config.char_ngrams + 1)),
+                                    output_mode="multi_hot", vocabulary=vocabulary, name=name)
+
+
+def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.ndarray | None = None,
+                     char_vocabulary: list[str] | None = None, char_ratios: np.ndarray | None = None) -> keras.Model:
+    """`char_vocabulary` (without [UNK]) and `char_ratios` (one per multi-hot column) when model.char_ngrams > 0."""
     length = config.sequence_length
+    if config.char_ngrams and not takes_raw_strings():
+        raise ValueError("model.char_ngrams needs the TensorFlow backend (raw-string input); set model.char_ngrams=0")
+    if config.char_ngrams and not char_vocabulary:
+        raise ValueError("model.char_ngrams > 0 needs the character n-gram vocabulary of the training split")
     if takes_raw_strings():
         inputs = keras.Input(shape=(), dtype="string", name="text")
         vectorize = layers.TextVectorization(max_tokens=len(vocabulary), output_mode="int",
@@ -47,6 +65,13 @@ def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.nda
         logits.append(nb(ids))
         if nb_ratios is not None:
             nb.set_ratios(nb_ratios)
+    if config.char_ngrams:
+        bag = char_vectorizer(config, list(char_vocabulary))(inputs)
+        chars = NaiveBayesBag(len(char_vocabulary) + 1, config.char_weight_scale, config.ngram_prior,
+                              name="char_ngram_logit")
+        logits.append(chars(bag))
+        if char_ratios is not None:
+            chars.set_ratios(char_ratios)
     logit = logits[0] if len(logits) == 1 else layers.Add(name="logit")(logits)
     outputs = layers.Activation("sigmoid", dtype="float32", name="positive_probability")(logit)
     return keras.Model(inputs, outputs, name=f"sentiment_{config.kind}")

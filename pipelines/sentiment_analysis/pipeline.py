@@ -7,6 +7,7 @@ deepsuite.json (and vocabulary.txt). `deepsuite predict` handles both.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,14 +16,15 @@ import numpy as np
 
 from common import reports
 from common.data.text_tables import decode_text
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits, to_numpy
 from common.training import optimizer, steps_per_epoch
 from pipelines.sentiment_analysis import config as cfg
 from pipelines.sentiment_analysis import data as text_data
 from pipelines.sentiment_analysis import evaluation
 from pipelines.sentiment_analysis import layers as _custom_layers  # noqa: F401 - registers them for load_model
-from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios, tokenize
+from pipelines.sentiment_analysis.vectorize import (Vectorizer, build_vocabulary, nb_log_ratios, ratios_from_counts,
+                                                    tokenize)
 
 
 @dataclass
@@ -80,12 +82,22 @@ class SentimentAnalysisPipeline(Pipeline):
 
         vocabulary = splits.info.metadata["vocabulary"]
         model_cfg = config.model
+        if model_cfg.char_ngrams and splits.info.metadata["model_input"] != "text":
+            if not model_cfg.ngrams and model_cfg.kind == "ngram":
+                raise ConfigError("model.char_ngrams needs the TensorFlow backend and model.ngrams is 0: nothing to "
+                                 "train; set model.ngrams >= 1")
+            warnings.warn(f"model.char_ngrams={model_cfg.char_ngrams} left out: the character n-gram bag needs "
+                          "raw-string input (TensorFlow backend)", stacklevel=2)
+            model_cfg = model_cfg.model_copy(update={"char_ngrams": 0})
         ratios = None
         if model_cfg.ngrams:
             ids = Vectorizer(vocabulary, model_cfg.sequence_length)(_texts(splits.train))
             ratios = nb_log_ratios(ids, splits.train.y, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets,
                                    model_cfg.nb_alpha)
-        model = build_classifier(vocabulary, model_cfg, ratios)
+        char_vocabulary = char_ratios = None
+        if model_cfg.char_ngrams:
+            char_vocabulary, char_ratios = _char_ngram_ratios(_texts(splits.train), splits.train.y, model_cfg)
+        model = build_classifier(vocabulary, model_cfg, ratios, char_vocabulary, char_ratios)
         steps = steps_per_epoch(len(splits.train), config.train.batch_size)
         model.compile(optimizer=optimizer(config.train, steps), loss="binary_crossentropy",
                       metrics=["accuracy", keras.metrics.AUC(name="auc")])
@@ -152,6 +164,27 @@ class SentimentAnalysisPipeline(Pipeline):
 
     def search_space(self, hp, config):
         return cfg.search_space(hp, config)
+
+
+def _char_ngram_ratios(texts: list[str], labels, config: cfg.TextModel) -> tuple[list[str], np.ndarray]:
+    """The training split's most frequent character n-grams (without [UNK]) and their NB log-count ratios.
+
+    Counted by the model's own TextVectorization (so they match what it sees); n-grams holding a line break
+    are dropped, since the vocabulary is saved one entry per line.
+    """
+    from pipelines.sentiment_analysis.model import char_vectorizer
+
+    counter = char_vectorizer(config, name="char_counter")
+    counter.adapt(np.array(texts, dtype=object), batch_size=512)
+    vocabulary = [str(t) for t in counter.get_vocabulary()[1:] if "\n" not in t and "\r" not in t]
+    counter = char_vectorizer(config, vocabulary, name="char_counter")
+    labels = np.asarray(labels).reshape(-1)
+    counts = np.zeros((2, len(vocabulary) + 1))
+    for start in range(0, len(texts), 256):
+        bag = to_numpy(counter(np.array(texts[start: start + 256], dtype=object)))
+        for label in (0, 1):
+            counts[label] += bag[labels[start: start + 256] == label].sum(axis=0)
+    return vocabulary, ratios_from_counts(counts, config.nb_alpha, ignored=1)
 
 
 def _texts(split: Split) -> list[str]:

@@ -97,8 +97,16 @@ def nb_log_ratios(ids: np.ndarray, labels: np.ndarray, max_n: int, vocab_size: i
             present = np.unique(row)
             counts[label, present] += 1
     counts[:, :2] = 0
+    return ratios_from_counts(counts, alpha, ignored=2)
+
+
+def ratios_from_counts(counts: np.ndarray, alpha: float = 1.0, ignored: int = 0) -> np.ndarray:
+    """(2, features) per-class document counts -> smoothed NB log-count ratios; the first `ignored` ids get 0."""
+    counts = np.asarray(counts, dtype=np.float64).copy()
+    counts[:, :ignored] = 0
+    size = counts.shape[1]
     pos = (counts[1] + alpha) / (counts[1].sum() + alpha * size)
     neg = (counts[0] + alpha) / (counts[0].sum() + alpha * size)
     ratios = np.log(pos) - np.log(neg)
-    ratios[:2] = 0.0
+    ratios[:ignored] = 0.0
     return ratios.astype(np.float32)
