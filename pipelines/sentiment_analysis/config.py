@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class TextData(Section):
@@ -125,16 +125,24 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: SentimentConfig) -> SentimentConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    model = values["model"]
-    model["embedding_dim"] = hp.Choice("model.embedding_dim", [64, 128, 256])
-    model["dropout"] = hp.Float("model.dropout", 0.2, 0.6, step=0.1)
-    model["ngrams"] = hp.Int("model.ngrams", 1 if model["kind"] == "ngram" else 0, 3)
+    model, given = values["model"], config.model
+
+    def choice(name, options):
+        return hp.Choice(f"model.{name}", options, default=recipe_default(getattr(given, name), options))
+
+    def number(kind, name, low, high, **kwargs):
+        return kind(f"model.{name}", low, high, default=recipe_default(getattr(given, name), (low, high)), **kwargs)
+
+    model["embedding_dim"] = choice("embedding_dim", [64, 128, 256])
+    model["dropout"] = number(hp.Float, "dropout", 0.2, 0.6, step=0.1)
+    model["ngrams"] = number(hp.Int, "ngrams", 1 if model["kind"] == "ngram" else 0, 3)
     if model["kind"] == "cnn":
-        model["filters"] = hp.Choice("model.filters", [50, 100, 200])
+        model["filters"] = choice("filters", [50, 100, 200])
     elif model["kind"] == "bigru":
-        model["rnn_units"] = hp.Choice("model.rnn_units", [32, 64, 128])
+        model["rnn_units"] = choice("rnn_units", [32, 64, 128])
     elif model["kind"] == "transformer":
-        model["num_layers"] = hp.Int("model.num_layers", 1, 3)
-        model["num_heads"] = hp.Choice("model.num_heads", [2, 4])
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 3e-4, 3e-3, sampling="log")
+        model["num_layers"] = number(hp.Int, "num_layers", 1, 3)
+        model["num_heads"] = choice("num_heads", [2, 4])
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 3e-4, 3e-2, sampling="log",
+                                                default=recipe_default(config.train.learning_rate, (3e-4, 3e-2)))
     return type(config).model_validate(values)
