@@ -163,9 +163,19 @@ class ExploresAroundTheBest:
             for hp in chance.sample(tunable, k=min(len(tunable), chance.choice([1, 2]))):
                 values[hp.name] = hp.random_sample(self._seed_state)
                 self._seed_state += 1
-            if not self._duplicate(values):
+            # a stepped Float redrawn onto its old value comes back as 0.30000000000000004, which the
+            # oracle's duplicate check (an exact hash) would let through as a new configuration
+            if not _same_values(values, best.hyperparameters.values) and not self._duplicate(values):
                 return values
         return super()._random_values()
+
+
+def _same_values(values: dict, other: dict) -> bool:
+    def same(a, b):
+        if isinstance(a, float) or isinstance(b, float):
+            return isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+    return all(same(value, other.get(name)) for name, value in values.items())
 
 
 _BASES = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle,
