@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig
+from common.config import RunConfig, Section, TrainConfig, recipe_default
 
 # Kermany et al. file names: IM-0115-0001.jpeg, NORMAL2-IM-1427-0001.jpeg, person1_bacteria_1.jpeg
 KERMANY_PATIENT_PATTERN = r"^(NORMAL2-IM-\d+|IM-\d+|person\d+)"
@@ -126,12 +126,21 @@ PRESETS: dict[str, dict] = {
 def search_space(hp, config: MedicalImagingConfig) -> MedicalImagingConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
-    base = hp.Choice("model.base_width", [16, 24, 32, 48])
-    values["model"]["widths"] = [base * 2**i for i in range(hp.Int("model.stages", 2, 4))]
-    values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 3)
-    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.5, step=0.1)
-    values["model"]["label_smoothing"] = hp.Choice("model.label_smoothing", [0.0, 0.05, 0.1])
-    values["model"]["class_weight"] = hp.Choice("model.class_weight", ["balanced", "sqrt", "none"])
-    values["model"]["contrast"] = hp.Choice("model.contrast", [0.0, 0.2, 0.4])
-    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 5e-4, 5e-3, sampling="log")
+    model = config.model
+
+    def choice(name, options, current):
+        return hp.Choice(f"model.{name}", options, default=recipe_default(current, options))
+
+    base = choice("base_width", [16, 24, 32, 48], model.widths[0])
+    stages = hp.Int("model.stages", 2, 4, default=recipe_default(len(model.widths), (2, 4)))
+    values["model"]["widths"] = [base * 2**i for i in range(stages)]
+    values["model"]["blocks_per_stage"] = hp.Int("model.blocks_per_stage", 1, 3,
+                                                 default=recipe_default(model.blocks_per_stage, (1, 3)))
+    values["model"]["dropout"] = hp.Float("model.dropout", 0.0, 0.5, step=0.1,
+                                          default=recipe_default(model.dropout, (0.0, 0.5)))
+    values["model"]["label_smoothing"] = choice("label_smoothing", [0.0, 0.05, 0.1], model.label_smoothing)
+    values["model"]["class_weight"] = choice("class_weight", ["balanced", "sqrt", "none"], model.class_weight)
+    values["model"]["contrast"] = choice("contrast", [0.0, 0.2, 0.4], model.contrast)
+    values["train"]["learning_rate"] = hp.Float("train.learning_rate", 5e-4, 5e-3, sampling="log",
+                                                default=recipe_default(config.train.learning_rate, (5e-4, 5e-3)))
     return type(config).model_validate(values)
