@@ -12,8 +12,33 @@ from pipelines.sentiment_analysis.vectorize import HASH_MULTIPLIER
 PACKAGE = "deepsuite.sentiment"
 
 
+class _NaiveBayesWeights(layers.Layer):
+    """The NBSVM weights both Naive Bayes layers share: r * (s * w + p), r fixed (`set_ratios`), w learned from 0."""
+
+    def __init__(self, size: int, weight_scale: float = 1.0, prior: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.weight_scale, self.prior = int(size), float(weight_scale), float(prior)
+
+    def build(self, input_shape):
+        self.ratios = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="nb_ratios")
+        self.weights_per_gram = self.add_weight(shape=(self.size,), initializer="zeros", name="gram_weights")
+        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
+
+    def set_ratios(self, ratios) -> None:
+        self.ratios.assign(ops.convert_to_tensor(ratios, dtype=self.ratios.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "weight_scale": self.weight_scale, "prior": self.prior}
+
+    def nb_weights(self):
+        return self.ratios * (self.weights_per_gram * self.weight_scale + self.prior)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+
 @keras.saving.register_keras_serializable(PACKAGE)
-class NaiveBayesNGrams(layers.Layer):
+class NaiveBayesNGrams(_NaiveBayesWeights):
     """An NBSVM-style linear branch: logit = sum over the text's n-grams of r[g] * (s * w[g] + p) + b.
 
     Token ids (batch, L) -> unigram ids plus hashed bi/tri-gram ids (HASH_MULTIPLIER, as in vectorize.py)
@@ -29,18 +54,8 @@ class NaiveBayesNGrams(layers.Layer):
 
     def __init__(self, vocab_size: int, max_n: int, buckets: int, weight_scale: float = 1.0, prior: float = 0.0,
                  binary: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size, self.max_n, self.buckets = vocab_size, max_n, buckets
-        self.weight_scale, self.prior, self.binary = float(weight_scale), float(prior), bool(binary)
-        self.size = vocab_size + max(0, max_n - 1) * buckets
-
-    def build(self, input_shape):
-        self.ratios = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="nb_ratios")
-        self.weights_per_gram = self.add_weight(shape=(self.size,), initializer="zeros", name="gram_weights")
-        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
-
-    def set_ratios(self, ratios) -> None:
-        self.ratios.assign(ops.convert_to_tensor(ratios, dtype=self.ratios.dtype))
+        super().__init__(vocab_size + max(0, max_n - 1) * buckets, weight_scale, prior, **kwargs)
+        self.vocab_size, self.max_n, self.buckets, self.binary = vocab_size, max_n, buckets, bool(binary)
 
     def features(self, ids):
         ids = ops.cast(ids, "int32")
@@ -64,15 +79,12 @@ class NaiveBayesNGrams(layers.Layer):
             repeat = ops.concatenate([ops.zeros_like(features[:, :1]), ops.cast(
                 features[:, 1:] == features[:, :-1], features.dtype)], axis=1)
             features = features * (1 - repeat)
-        weights = self.ratios * (self.weights_per_gram * self.weight_scale + self.prior)
-        scores = ops.take(weights, features, axis=0)  # (batch, grams); id 0 (padding) has ratio 0
+        scores = ops.take(self.nb_weights(), features, axis=0)  # (batch, grams); id 0 (padding) has ratio 0
         return ops.sum(scores, axis=1, keepdims=True) + self.bias
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 1)
-
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "max_n": self.max_n, "buckets": self.buckets,
+        config = {k: v for k, v in super().get_config().items() if k != "size"}
+        return {**config, "vocab_size": self.vocab_size, "max_n": self.max_n, "buckets": self.buckets,
                 "weight_scale": self.weight_scale, "prior": self.prior, "binary": self.binary}
 
 
@@ -118,7 +130,7 @@ class MaskedMeanPool(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
-class NaiveBayesBag(layers.Layer):
+class NaiveBayesBag(_NaiveBayesWeights):
     """The NBSVM logit over a multi-hot bag (batch, V), e.g. character n-grams: x . (r * (s * w + p)) + b.
 
     Same parametrisation as `NaiveBayesNGrams` (fixed Naive Bayes log-count ratios r from `set_ratios`, learned
@@ -126,24 +138,6 @@ class NaiveBayesBag(layers.Layer):
     multi_hot output); id 0 ([UNK]) should get ratio 0.
     """
 
-    def __init__(self, size: int, weight_scale: float = 1.0, prior: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.size, self.weight_scale, self.prior = int(size), float(weight_scale), float(prior)
-
-    def build(self, input_shape):
-        self.ratios = self.add_weight(shape=(self.size,), initializer="zeros", trainable=False, name="nb_ratios")
-        self.weights_per_gram = self.add_weight(shape=(self.size,), initializer="zeros", name="gram_weights")
-        self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias")
-
-    def set_ratios(self, ratios) -> None:
-        self.ratios.assign(ops.convert_to_tensor(ratios, dtype=self.ratios.dtype))
-
     def call(self, bag):
-        weights = self.ratios * (self.weights_per_gram * self.weight_scale + self.prior)
+        weights = self.nb_weights()
         return ops.matmul(ops.cast(bag, weights.dtype), weights[:, None]) + self.bias
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 1)
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size, "weight_scale": self.weight_scale, "prior": self.prior}
