@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 from common import reports
+from common.metrics_binary import roc_auc, roc_curve  # one ROC implementation for every binary pipeline
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -35,28 +36,9 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
     }
 
 
-def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve = P(score of a random positive > a random negative), ties counting half."""
-    y_true = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = np.asarray(scores)[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    average = first + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(average, counts)
-    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def roc_curve_figure(y_true: np.ndarray, scores: np.ndarray, auc: float):
     plt = reports._plt()
-    order = np.argsort(-scores, kind="mergesort")
-    y = np.asarray(y_true)[order].astype(bool)
-    tpr = np.concatenate([[0], np.cumsum(y) / max(y.sum(), 1)])
-    fpr = np.concatenate([[0], np.cumsum(~y) / max((~y).sum(), 1)])
+    fpr, tpr, _ = roc_curve(y_true, scores)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(fpr, tpr, label=f"ROC-AUC {auc:.3f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
