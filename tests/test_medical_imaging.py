@@ -147,7 +147,8 @@ def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
     from pipelines.medical_imaging.model import build_model, classifier_of
 
     keras.utils.set_random_seed(1)
-    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8, 16], blocks_per_stage=1, tta_flip=True))
+    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8, 16], blocks_per_stage=1, tta_flip=True,
+                                                     min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:6, ..., None]
     classes = np.array([0, 1, 0, 1, 1, 0])
@@ -169,7 +170,7 @@ def test_flip_tta_averages_the_mirrored_prediction_and_survives_save_and_load(tm
 
     keras.utils.set_random_seed(2)
     model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
-                                                     tta_train_mirror=train_mirror))
+                                                     tta_train_mirror=train_mirror, min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:4, ..., None]
     pixels = images.astype("float32") / 255
@@ -208,7 +209,7 @@ def test_ensemble_trains_each_member_on_its_own_loss_and_averages_them_at_infere
 
     keras.utils.set_random_seed(3)
     model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
-                                                     ensemble_members=2))
+                                                     ensemble_members=2, min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:4, ..., None]
     pixels = images.astype("float32") / 255
@@ -250,3 +251,18 @@ def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(tmp_pat
     assert predicted.code == 0, predicted.err[-2000:]
     answer = json.loads(predicted.out)
     assert 0 <= answer["probability"] <= 1 and Image.open(tmp_path / "cam.png").mode == "RGB"
+
+
+def test_small_images_are_enlarged_inside_the_model_and_larger_ones_pass_unchanged():
+    from pipelines.medical_imaging.config import MedicalModel
+    from pipelines.medical_imaging.model import PREPROCESSED, build_model
+
+    def preprocessed_shape(stored, **options):
+        model = build_model((*stored, 1), 2, MedicalModel(widths=[4], blocks_per_stage=1, **options))
+        return tuple(model.get_layer(PREPROCESSED).output.shape[1:3])
+
+    assert preprocessed_shape((28, 28)) == (40, 40)  # MedMNIST 28 px -> the default min_input_side
+    assert preprocessed_shape((28, 56)) == (40, 80)  # aspect kept
+    assert preprocessed_shape((64, 64)) == (64, 64)  # folder images at 64 px are not shrunk
+    assert preprocessed_shape((28, 28), min_input_side=None) == (28, 28)
+    assert preprocessed_shape((64, 64), input_size=(32, 32)) == (32, 32)  # an explicit size wins

@@ -1,6 +1,6 @@
 """A CNN for small grey medical images that takes raw uint8 pixels; preprocessing lives in the model.
 
-    uint8 (H, W, C) -> Rescaling to 0..1 -> [Resizing to input_size]         = "preprocessed"
+    uint8 (H, W, C) -> Rescaling to 0..1 -> [Resizing to input_size, or up to min_input_side] = "preprocessed"
     -> [training only: horizontal flip, shift, rotation, zoom, contrast, brightness]   (never vertical flips:
        an upside-down chest X-ray is not a chest X-ray)
     -> classifier: stages of (Conv-BN-ReLU) x blocks, max-pool between; the last ReLU is "last_conv"
@@ -49,11 +49,23 @@ def classifiers_of(model: keras.Model) -> list[keras.Model]:
     return [model.get_layer(CLASSIFIER)]
 
 
+def model_input_size(stored: tuple[int, int], config: MedicalModel) -> tuple[int, int]:
+    """The (h, w) the classifier sees: input_size when set; else stored images enlarged so their shorter
+    side reaches min_input_side (28 px MedMNIST -> 40 px by default), larger ones unchanged."""
+    if config.input_size:
+        return tuple(config.input_size)
+    short = min(stored)
+    if not config.min_input_side or short >= config.min_input_side:
+        return tuple(stored)
+    return tuple(round(side * config.min_input_side / short) for side in stored)
+
+
 def build_model(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel) -> keras.Model:
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    if config.input_size and tuple(config.input_size) != tuple(input_shape[:2]):
-        x = layers.Resizing(*config.input_size, interpolation="bilinear", name="resize")(x)
+    size = model_input_size(tuple(input_shape[:2]), config)
+    if size != tuple(input_shape[:2]):
+        x = layers.Resizing(*size, interpolation="bilinear", name="resize")(x)
     x = layers.Identity(name=PREPROCESSED)(x)
     if config.ensemble_members > 1:
         # each member sees its own augmentation draws (and starts from its own random weights)
