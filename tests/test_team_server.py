@@ -102,7 +102,8 @@ def test_two_concurrent_runs_on_a_postgres_backed_server(tmp_path):
                             "--port", str(port), "--workers", "2"], cwd=tmp_path)
         server.wait_for("press Ctrl-C", timeout=960)  # the first start creates MLflow's schema
         url = f"http://127.0.0.1:{port}"
-        assert f"--tracking-uri {url}" in server.output
+        # the banner's next line; waited for, as the reader thread may not have queued it yet
+        assert f"--tracking-uri {url}" in server.wait_for("--tracking-uri", timeout=30)
 
         results = {}
 
