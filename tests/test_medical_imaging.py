@@ -123,6 +123,8 @@ def test_npz_with_missing_keys_fails_the_run_with_the_key(tmp_path):
     assert run.info.status == "FAILED" and "test_labels" in run.data.tags["deepsuite.status_reason"]
 
 
+# slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
+@pytest.mark.slow
 def test_jax_backend_without_tensorflow_trains_and_draws_gradcam(tmp_path):
     result = run_cli([*SMOKE, "--set", "train.epochs=1"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]

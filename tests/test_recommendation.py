@@ -93,6 +93,8 @@ def test_bad_ratings_file_is_one_clear_line(tmp_path):
     assert run.info.status == "FAILED"
 
 
+# slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
+@pytest.mark.slow
 def test_two_tower_on_jax_without_tensorflow(tmp_path, movielens):
     result = run_cli([*SMOKE, "--set", "model.kind=two_tower", "--set", "data.split=temporal"], cwd=tmp_path,
                      backend="jax", hide_tensorflow=True)

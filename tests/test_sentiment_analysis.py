@@ -105,6 +105,8 @@ def test_csv_missing_column_fails_the_run_with_one_line(tmp_path):
     assert run.info.status == "FAILED"
 
 
+# slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
+@pytest.mark.slow
 def test_jax_without_tensorflow_trains_bigru_and_predicts(tmp_path):
     result = run_cli([*SMOKE, "--set", "model.kind=bigru"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]

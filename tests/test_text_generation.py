@@ -92,6 +92,8 @@ def test_a_corpus_shorter_than_the_context_fails_before_training(tmp_path):
     assert run.info.status == "FAILED"
 
 
+# slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
+@pytest.mark.slow
 def test_jax_backend_without_tensorflow_lstm(tmp_path):
     result = run_cli([*SMOKE, "--set", "model.kind=lstm"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
