@@ -8,31 +8,25 @@ import io
 import numpy as np
 
 from common import reports
-from common.metrics_binary import roc_auc, roc_curve  # one ROC implementation for every binary pipeline
+from common.metrics_binary import metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = (p_positive >= threshold).astype(np.int64)
-    tp = int(np.sum((y_pred == 1) & (y_true == 1)))
-    fp = int(np.sum((y_pred == 1) & (y_true == 0)))
-    fn = int(np.sum((y_pred == 0) & (y_true == 1)))
-    tn = int(np.sum((y_pred == 0) & (y_true == 0)))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    neg_precision = tn / (tn + fn) if tn + fn else 0.0
-    neg_recall = tn / (tn + fp) if tn + fp else 0.0
-    neg_f1 = 2 * neg_precision * neg_recall / (neg_precision + neg_recall) if neg_precision + neg_recall else 0.0
+    """The shared confusion-matrix figures (common.metrics_binary) in sentiment's terms, plus macro F1
+    (positive and negative class alike) and log loss."""
+    at = metrics_at(y_true, p_positive, threshold)
+    negative_f1 = at["npv"] * at["specificity"] * 2 / (at["npv"] + at["specificity"]) \
+        if at["npv"] + at["specificity"] else 0.0
+    y = np.asarray(y_true, dtype=np.int64)
     p = np.clip(p_positive, 1e-7, 1 - 1e-7)
     return {
-        "accuracy": float(np.mean(y_pred == y_true)),
+        "accuracy": float(at["accuracy"]),
         "roc_auc": roc_auc(y_true, p_positive),
-        "f1": float(f1),
-        "macro_f1": float((f1 + neg_f1) / 2),
-        "precision": float(precision),
-        "recall": float(recall),
-        "log_loss": float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))),
+        "f1": float(at["f1"]),
+        "macro_f1": float((at["f1"] + negative_f1) / 2),
+        "precision": float(at["precision"]),
+        "recall": float(at["sensitivity"]),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
     }
 
 
