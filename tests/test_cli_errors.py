@@ -1,8 +1,12 @@
-"""Bad input at the command line: one clear line, a non-zero exit, a consistent MLflow store."""
+"""Bad input at the command line: one clear line, a non-zero exit, a consistent MLflow store.
+
+These errors come before any training, so the CLI runs in-process (tests.support.cli.run_in_process);
+`--help` keeps a real subprocess, since it is what a user types first.
+"""
 import mlflow
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, run_in_process
 
 
 def one_line_error(result, *fragments):
@@ -20,20 +24,20 @@ def one_line_error(result, *fragments):
     (["run", "image-classification", "--set", "train.epochs=many"], ["train.epochs", "'many'"]),
     (["predict", "0123456789abcdef0123456789abcdef", "x.png"], ["no run '0123456789abcdef0123456789abcdef'"]),
 ])
-def test_one_line_errors(args, fragments, tmp_path):
-    one_line_error(run_cli(args, cwd=tmp_path), *fragments)
+def test_one_line_errors(args, fragments, tmp_path, monkeypatch, capsys):
+    one_line_error(run_in_process(args, tmp_path, monkeypatch, capsys), *fragments)
 
 
-def test_yaml_typo(tmp_path):
+def test_yaml_typo(tmp_path, monkeypatch, capsys):
     (tmp_path / "my.yaml").write_text("train:\n  epoks: 3\n")
-    one_line_error(run_cli(["run", "image-classification", "--config", "my.yaml"], cwd=tmp_path),
+    one_line_error(run_in_process(["run", "image-classification", "--config", "my.yaml"], tmp_path, monkeypatch, capsys),
                    "'train.epoks'", "did you mean 'train.epochs'")
 
 
-def test_failed_run_is_marked_failed_with_reason(tmp_path):
+def test_failed_run_is_marked_failed_with_reason(tmp_path, monkeypatch, capsys):
     (tmp_path / "imgs" / "only").mkdir(parents=True)
-    result = run_cli(["run", "image-classification", "--preset", "smoke", "--set",
-                      f"data.source=folder:{tmp_path / 'imgs'}"], cwd=tmp_path)
+    result = run_in_process(["run", "image-classification", "--preset", "smoke", "--set",
+                             f"data.source=folder:{tmp_path / 'imgs'}"], tmp_path, monkeypatch, capsys)
     one_line_error(result, "class folder", "has no images")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("image-classification").experiment_id])

@@ -26,3 +26,27 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, backe
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> Result:
+    """`deepsuite ARGS` through `common.cli.main` in this process: the same parser, handlers and error
+    lines as the subprocess, without a second interpreter start (for errors raised before any training).
+
+    The process-wide state a command may set (the working folder, MLflow's tracking URI and its
+    environment variable) is restored when the test ends; the native-log filter, which re-plumbs fd 2,
+    is not installed here.
+    """
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    from common import console
+    from common.cli import main
+
+    monkeypatch.setattr(console.filter_native_logs, "installed", True, raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")  # recorded, so the test's end restores it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(args)
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
