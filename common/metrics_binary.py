@@ -148,3 +148,10 @@ def calibration_bins(y_true, scores, bins: int = 10) -> dict[str, np.ndarray | f
 def brier_score(y_true, scores) -> float:
     y, s = _check(y_true, scores)
     return float(np.mean((s - y) ** 2))
+
+
+def log_loss(y_true, scores, eps: float = 1e-7) -> float:
+    """Binary cross-entropy of the scores: ranks recipes whose ROC-AUC saturates (a proper scoring rule)."""
+    y, s = _check(y_true, scores)
+    s = np.clip(s, eps, 1 - eps)
+    return float(-np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)))

@@ -5,7 +5,7 @@ import importlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from common.errors import DeepsuiteError
 from common.runner import EXPORT_DIR, METADATA_FILE

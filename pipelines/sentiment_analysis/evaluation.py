@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from common import reports
-from common.metrics_binary import metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
+from common.metrics_binary import log_loss, metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -17,8 +17,6 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
     at = metrics_at(y_true, p_positive, threshold)
     negative_f1 = at["npv"] * at["specificity"] * 2 / (at["npv"] + at["specificity"]) \
         if at["npv"] + at["specificity"] else 0.0
-    y = np.asarray(y_true, dtype=np.int64)
-    p = np.clip(p_positive, 1e-7, 1 - 1e-7)
     return {
         "accuracy": float(at["accuracy"]),
         "roc_auc": roc_auc(y_true, p_positive),
@@ -26,7 +24,7 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
         "macro_f1": float((at["f1"] + negative_f1) / 2),
         "precision": float(at["precision"]),
         "recall": float(at["sensitivity"]),
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "log_loss": log_loss(y_true, p_positive),
     }
 
 
