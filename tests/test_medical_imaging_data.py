@@ -15,10 +15,8 @@ from common.data.dicom import read_dicom
 from common.errors import DataError
 from pipelines.medical_imaging.config import MedicalData
 from pipelines.medical_imaging.data import group_split, load, load_folder
-from tests.support.cli import SHARED_DATA
+from tests.support.data import PNEUMONIA, needs_pneumonia
 
-PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
-needs_pneumonia = pytest.mark.skipif(not PNEUMONIA.exists(), reason="../shared/data/pneumoniamnist.npz is missing")
 
 
 # -- metrics ----------------------------------------------------------------------------------------

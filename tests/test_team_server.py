@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from common.data import labeled_images
 from common.ui import free_port
 from tests.support.cli import run_cli
+from tests.support.data import needs_fashion_mnist
 from tests.support.ui_runs import start_cli
 
 
@@ -86,8 +86,7 @@ def test_server_explains_bad_backends(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@needs_fashion_mnist
 def test_two_concurrent_runs_on_a_postgres_backed_server(tmp_path):
     import mlflow
     import psycopg

@@ -8,16 +8,15 @@ from common.errors import ConfigError, DataError
 from pipelines.text_generation import data, tokenizer as tok
 from pipelines.text_generation.config import LanguageModel
 from pipelines.text_generation.sampling import SamplingOptions, choose, generate, probabilities
-from tests.support.cli import SHARED_DATA
+from tests.support.data import TINY_SHAKESPEARE, needs_tiny_shakespeare
 
-TINY = SHARED_DATA / "tinyshakespeare.txt"
-needs_tiny = pytest.mark.skipif(not TINY.exists(), reason="../shared/data/tinyshakespeare.txt is missing")
+TINY = TINY_SHAKESPEARE
 
 
 # -- data -----------------------------------------------------------------------------------------
 
 
-@needs_tiny
+@needs_tiny_shakespeare
 def test_tiny_shakespeare_split_is_nanogpts():
     corpus = data.load_corpus(f"text:{TINY}")
     parts = data.tokenize_and_split(corpus, "char", 0.1, 0.0, context=128)

@@ -15,13 +15,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from common.data import labeled_images
 from common.ui import free_port, port_is_free
+from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.ui_runs import ARTIFACTS, RUN_NAMES, start_cli, two_finished_runs
 
-pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
-                                reason="Debian's dataset-fashion-mnist is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -91,6 +89,7 @@ def page_text_with(driver, *needles: str, timeout: float = PAGE_TIMEOUT_S) -> st
     raise AssertionError(f"page {driver.current_url} never showed {needles}; it shows:\n{text[:3000]}")
 
 
+@needs_fashion_mnist
 def test_ui_prints_runs_table_link(ui, runs):
     server, url, _ = ui
     experiment_id, _ = runs
@@ -98,6 +97,7 @@ def test_ui_prints_runs_table_link(ui, runs):
     assert f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" in server.output
 
 
+@needs_fashion_mnist
 def test_runs_table_shows_both_runs(ui, runs, browser):
     _, url, _ = ui
     experiment_id, found = runs
@@ -108,6 +108,7 @@ def test_runs_table_shows_both_runs(ui, runs, browser):
     assert "2 matching runs" in text and "Duration" in text
 
 
+@needs_fashion_mnist
 def test_compare_view_of_two_runs_shows_metrics(ui, runs, browser, store):
     _, url, _ = ui
     _, found = runs
@@ -120,6 +121,7 @@ def test_compare_view_of_two_runs_shows_metrics(ui, runs, browser, store):
     assert "model.dropout" in text
 
 
+@needs_fashion_mnist
 def test_run_artifacts_show_confusion_matrix(ui, runs, browser):
     _, url, _ = ui
     experiment_id, found = runs
@@ -137,6 +139,7 @@ def test_run_artifacts_show_confusion_matrix(ui, runs, browser):
     assert shown, "the confusion matrix image was not rendered"
 
 
+@needs_fashion_mnist
 def test_compare_table_in_terminal(store, runs):
     _, found = runs
     result = run_cli(["compare", "image-classification", "--last", "5"], cwd=store)
@@ -150,6 +153,7 @@ def test_compare_table_in_terminal(store, runs):
     assert "http://127.0.0.1:5000/#/compare-runs?runs=" in out and "deepsuite ui" in out
 
 
+@needs_fashion_mnist
 def test_compare_bad_input(store):
     unknown = run_cli(["compare", "image-clasification"], cwd=store)
     assert unknown.code == 2 and "did you mean 'image-classification'" in unknown.err
@@ -171,6 +175,7 @@ def test_ui_refuses_busy_port_and_creates_missing_store(tmp_path):
     assert not_folder.code == 2 and "is a file" in not_folder.err
 
 
+@needs_fashion_mnist
 def test_ctrl_c_stops_ui_cleanly(ui):
     server, url, port = ui
     assert server.interrupt() == 0
