@@ -1,6 +1,9 @@
 """What the pipeline benches share: the same flags, one preset run through the real runner (so a bench
 measures what `deepsuite run` does), the wall clock, load and peak memory around it, and the bench
 figures written back to that MLflow run so they sit beside its training metrics in the UI.
+
+Every bench also prints which data a figure was measured on (`describe_data`: seed, split sizes, a digest
+of the test split as used) and ends with `finish`, whose exit code follows the target verdicts.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common.console import filter_native_logs  # noqa: E402
+from digest import data_digest  # noqa: E402,F401  (bench/ is on sys.path when a bench runs)
 
 filter_native_logs()  # figures, not TensorFlow's C++ start-up lines (installed before anything imports it)
 
@@ -75,6 +79,7 @@ class BenchRun:
 
 def run_bench(pipeline, args: argparse.Namespace, fixed: list[str] = ()) -> BenchRun:
     """Runs `args.preset` with the bench's `fixed` overrides first and the user's --set after them."""
+    watch_data(pipeline)
     config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, None,
                                 [*fixed, *args.overrides])
     load_before = os.getloadavg()[0]
@@ -86,5 +91,46 @@ def run_bench(pipeline, args: argparse.Namespace, fixed: list[str] = ()) -> Benc
                     os.getloadavg()[0])
 
 
+_verdicts: list[bool] = []  # every verdict this process printed, for `finish`
+
+
 def verdict(ok: bool) -> str:
+    """"met" / "NOT met" for a target line; remembered so the exit code can follow it."""
+    _verdicts.append(bool(ok))
     return "met" if ok else "NOT met"
+
+
+def finish(preset: str) -> int:
+    """The bench's exit code: 1 when a stated target was missed, so a script or CI sees it without reading.
+    The smoke preset only shows that the bench runs end to end (its figures are far from any target), so its
+    verdicts are printed but never fail it."""
+    missed = _verdicts.count(False)
+    if preset == "smoke":
+        print("smoke preset: targets reported, not gated")
+        return 0
+    print(f"targets: {len(_verdicts) - missed} met, {missed} NOT met" if _verdicts else
+          f"targets: none stated for preset {preset}")
+    return 1 if missed else 0
+
+
+def describe_data(splits, seed: int) -> str:
+    """Prints (and returns) which data the figures below were measured on: the seed, the split sizes and a
+    digest of the test split's inputs and targets exactly as the model saw them."""
+    line = (f"seed {seed} | split sizes train {len(splits.train)}, validation {len(splits.val)}, "
+            f"test {len(splits.test)} | test digest {data_digest((splits.test.x, splits.test.y))}")
+    print(line, flush=True)
+    return line
+
+
+def watch_data(pipeline):
+    """Makes `pipeline` describe every set of splits it loads, when it loads them: the runner and the tuner
+    load data inside their own calls, so wrapping load_data is how a bench sees the splits as used."""
+    load = pipeline.load_data
+
+    def load_data(config):
+        splits = load(config)
+        describe_data(splits, config.seed)
+        return splits
+
+    pipeline.load_data = load_data
+    return pipeline

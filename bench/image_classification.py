@@ -3,10 +3,15 @@ training <= 10 min on a 2-core CPU). Prints accuracy, training seconds, images/s
 and writes the same figures to the run in MLflow.
 
     python bench/image_classification.py [--preset default] [--set key=value ...] [--store bench/results/mlruns]
+    python bench/image_classification.py --preset smoke      # quick end-to-end check: figures, targets not gated
+
+Exits 1 when a target is missed (except with --preset smoke).
 """
 from __future__ import annotations
 
-from harness import parser, run_bench, verdict
+import sys
+
+from harness import finish, parser, run_bench, verdict
 
 from common import registry
 
@@ -18,7 +23,7 @@ REFERENCE = [
 ]
 
 
-def main() -> None:
+def main() -> int:
     args = parser(__doc__).parse_args()
     bench = run_bench(registry.get("image-classification"), args)
     fit_seconds, epochs = bench.fit_seconds, bench.epochs
@@ -36,7 +41,8 @@ def main() -> None:
     print("  for scale:")
     for name, acc, seconds in REFERENCE:
         print(f"    {acc:.3f}  {name}" + (f", {seconds} s" if seconds else ""))
+    return finish(args.preset)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

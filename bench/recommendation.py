@@ -6,6 +6,9 @@
 Each is a real `deepsuite run` (MLflow store under bench/results/mlruns); the figures are the logged metrics.
 
     python bench/recommendation.py [--preset default] [--only rmse|ndcg] [--set key=value ...]
+    python bench/recommendation.py --preset smoke      # quick end-to-end check: figures, targets not gated
+
+Exits 1 when a target is missed (except with --preset smoke).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from harness import finish, verdict, watch_data  # noqa: E402  (first: it filters TensorFlow's start-up lines)
 from common import config as config_lib, registry, runner  # noqa: E402
 
 RMSE_REFERENCE = [  # the issue's figures on an 80/20 split of the same data (and published 5-fold)
@@ -36,14 +40,14 @@ RUNS = {
 
 
 def run_one(preset: str, overrides: list[str], store: Path) -> tuple[runner.RunResult, float]:
-    pipeline = registry.get("recommendation")
+    pipeline = watch_data(registry.get("recommendation"))
     config = config_lib.resolve(pipeline.config_cls, pipeline.presets, preset, None, overrides)
     started = time.time()
     result = runner.run(pipeline, config, store_dir=store, echo=lambda line: None)
     return result, time.time() - started
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--only", choices=sorted(RUNS))
@@ -60,7 +64,7 @@ def main() -> None:
         m = result.metrics
         print(f"\n[1] random 80/20, biased MF  run {result.run_name} ({result.run_id}), {wall:.0f} s wall, "
               f"{len(result.history['loss'])} epochs")
-        print(f"  test RMSE   {m['test_rmse']:.4f}   (target <= 0.90: {'met' if m['test_rmse'] <= 0.90 else 'NOT met'})")
+        print(f"  test RMSE   {m['test_rmse']:.4f}   (target <= 0.90: {verdict(m['test_rmse'] <= 0.90)})")
         print(f"  test MAE    {m['test_mae']:.4f}")
         print(f"  same split, same code: global mean {m['test_global_mean_rmse']:.4f}, "
               f"user+item biases {m['test_biases_rmse']:.4f}")
@@ -82,13 +86,14 @@ def main() -> None:
                 print(f"  {label:<38} {m[prefix + 'hit_rate_at_10']:>7.4f} {m[prefix + 'ndcg_at_10']:>8.4f} "
                       f"{m[prefix + 'recall_at_10']:>10.4f} {m[prefix + 'coverage_at_10']:>9.4f}")
         ndcg = m["test_ndcg_at_10"]
-        print(f"  NDCG@10 {ndcg:.4f}   (target >= 0.038: {'met' if ndcg >= 0.038 else 'NOT met'})")
+        print(f"  NDCG@10 {ndcg:.4f}   (target >= 0.038: {verdict(ndcg >= 0.038)})")
         print("  for scale (issue, same split rule):")
         for name, hr, value in NDCG_REFERENCE:
             print(f"    HR@10 {hr:.3f}  NDCG@10 {value:.3f}  {name}")
-    print(f"\ntotal wall {total:.0f} s (target <= 300 on a quiet 2-core CPU); load average "
+    print(f"\ntotal wall {total:.0f} s (target <= 300 on a quiet 2-core CPU: {verdict(total <= 300)}); load average "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+    return finish(args.preset)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
