@@ -38,6 +38,15 @@ def check(config) -> None:
     assert config.train.epochs >= 1 and 0 <= config.model.dropout < 1
 
 
+# Every ConfigError the resolver raises is one of its own formatted messages, never a bare exception text.
+MESSAGE_FORMS = ("invalid config: ", "bad --set ", "--set ", "unknown preset ")
+
+
+def names_one_of(message: str, keys) -> bool:
+    """The message points at the user's input: it names (plainly or quoted) one of the top-level keys given."""
+    return any(top in message or repr(top) in message for top in keys)
+
+
 @SETTINGS
 @given(st.lists(st.tuples(keys, values), max_size=5))
 def test_random_set_overrides(pairs):
@@ -46,7 +55,10 @@ def test_random_set_overrides(pairs):
     try:
         check(resolve(ImageClassificationConfig, PRESETS, None, None, overrides))
     except ConfigError as exc:
-        assert str(exc)
+        message = str(exc)
+        assert message.startswith(MESSAGE_FORMS), message
+        # a key such as ".x" or "a..b" is malformed as a whole: the message quotes the assignment, key included
+        assert names_one_of(message, [key.split(".")[0] or key for key, _ in pairs]), (pairs, message)
 
 
 @SETTINGS
@@ -55,7 +67,13 @@ def test_random_set_strings(raw):
     try:
         check(resolve(ImageClassificationConfig, PRESETS, None, None, [raw]))
     except ConfigError as exc:
-        assert str(exc)
+        message = str(exc)
+        key, sep, _ = raw.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not key.strip() or not all(parts):  # not dotted.key=value: the line quotes it and shows the form
+            assert message == f"bad --set {raw!r}: expected dotted.key=value, e.g. --set train.epochs=5"
+        else:                                           # well formed: the message names the key that is wrong
+            assert message.startswith(MESSAGE_FORMS) and names_one_of(message, [parts[0]]), (raw, message)
 
 
 @SETTINGS
@@ -66,23 +84,35 @@ def test_random_yaml_documents(tmp_path_factory, document):
     try:
         check(resolve(ImageClassificationConfig, PRESETS, None, path, []))
     except ConfigError as exc:
-        assert str(exc)
+        message = str(exc)
+        if isinstance(document, dict):  # a mapping: the message names one of its keys
+            assert message.startswith(MESSAGE_FORMS) and names_one_of(message, document), (document, message)
+        else:                           # a list or scalar document: the file is named and the top level explained
+            assert message == f"{path}: expected a mapping of config keys at the top, got {type(document).__name__}"
 
 
-@pytest.mark.parametrize("text", [
-    "!!python/object/apply:os.system ['echo hacked']",  # unsafe tags are refused, not executed
-    "train: &a {epochs: 3}\nmodel: *a",                  # anchors into the wrong section
-    "train:\n  epochs: 1e400",                           # overflow to inf
-    "\xff\xfe binary",
-    "--- \n--- \n",                                      # several documents
-    "train: {epochs: .nan}",
-    "? [complex, key]\n: 1",
+@pytest.mark.parametrize("text, expected", [
+    # unsafe tags are refused, not executed
+    ("!!python/object/apply:os.system ['echo hacked']",
+     "{path}: line 1 is not valid YAML: could not determine a constructor for the tag"),
+    # anchors into the wrong section
+    ("train: &a {epochs: 3}\nmodel: *a", "invalid config: unknown key 'model.epochs' = 3"),
+    # not a float to PyYAML (no dot): a string, refused as an integer
+    ("train:\n  epochs: 1e400", "invalid config: train.epochs: Input should be a valid integer"),
+    ("\xff\xfe binary", "{path}: expected a mapping of config keys at the top, got str"),  # valid UTF-8 ("ÿþ")
+    (b"train:\n  epochs: \xff\xfe3\n", "{path}: not a UTF-8 text file (invalid start byte)"),  # real binary
+    ("tracking:\n  run_name: caf\xe9\n".encode("latin-1"),                               # Latin-1 text
+     "{path}: not a UTF-8 text file (invalid continuation byte)"),
+    ("--- \n--- \n", "{path}: line 2 is not valid YAML: but found another document"),  # several documents
+    ("train: {epochs: .nan}", "invalid config: train.epochs: Input should be a finite number (got nan)"),
+    ("? [complex, key]\n: 1", "{path}: line 1 is not valid YAML: found unhashable key"),
 ])
-def test_yaml_oddities(tmp_path, text):
+def test_yaml_oddities(tmp_path, text, expected):
     path = tmp_path / "odd.yaml"
-    path.write_bytes(text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text)
-    with pytest.raises(ConfigError):
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    with pytest.raises(ConfigError) as error:
         resolve(ImageClassificationConfig, PRESETS, None, path, [])
+    assert str(error.value).startswith(expected.format(path=path)), str(error.value)
 
 
 def test_image_loader_faces_bad_files(tmp_path):

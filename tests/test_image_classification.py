@@ -8,11 +8,12 @@ import pytest
 from PIL import Image
 
 from common.data import labeled_images
+from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
+from tests.support.serving import json_lines, scoring_server
 from tests.support.store import only_run
 
-pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+pytestmark = needs_fashion_mnist
 SMOKE = ["run", "image-classification", "--preset", "smoke"]
 
 
@@ -47,6 +48,31 @@ def test_run_is_recorded_completely(smoke_run):
     assert "model/MLmodel" in model_files and "model/input_example.json" in model_files
 
 
+def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monkeypatch):
+    """The `model/` artifact is usable as MLflow serves it: pyfunc-loaded by runs:/ URI, fed a tensor of its
+    signature's dtype and shape, it gives the exported model's probabilities."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from common.predict import load_export
+
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-classification")
+    uri = f"sqlite:///{folder}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)  # as mlflow.set_tracking_uri, undone after the test
+    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    [spec] = logged.metadata.get_input_schema().inputs
+    assert (spec.type, spec.shape) == (np.dtype("uint8"), (-1, 28, 28, 1))
+    images = labeled_images.load("fashion_mnist").test_x[:5]  # five real test images, (5, 28, 28, 1) uint8
+    assert images.dtype == spec.type and images.shape[1:] == spec.shape[1:]
+    exported, _ = load_export(next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent)
+    expected = exported.predict(images, verbose=0)
+    served = np.asarray(logged.predict(images))
+    assert served.shape == (5, 10) and np.allclose(served, expected, rtol=1e-5, atol=1e-6)
+    assert np.allclose(served.sum(axis=1), 1, atol=1e-4)  # probabilities, not logits
+
+
 def test_smoke_model_learns_something(smoke_run):
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")
@@ -77,6 +103,21 @@ def test_predict_by_run_id_and_by_path(smoke_run, tmp_path):
     assert by_path.code == 0 and by_path.out.startswith(str(tmp_path / "item.png") + ": ")
 
 
+def test_served_predictions_equal_the_cli_on_the_same_image(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-classification")
+    image = labeled_images.load("fashion_mnist").test_x[7, ..., 0]
+    Image.fromarray(image).save(tmp_path / "item.png")
+    with scoring_server(run.info.run_id, folder) as server:  # starts while the CLI runs
+        cli = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), "--top", "4", "--json"], cwd=folder)
+        assert cli.code == 0, cli.err[-2000:]
+        [expected] = json_lines(cli.out)
+        # the same file by its path on the server, and the same pixels as a JSON array
+        by_path, by_array = server.post({"inputs": [str(tmp_path / "item.png"), image.tolist()], "top": 4})
+    assert len(expected["top"]) == 4 and by_path == expected
+    assert by_array == {**expected, "input": "inputs[1]"}
+
+
 def test_predict_on_a_non_image_is_one_clear_line(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")
@@ -92,4 +133,5 @@ def test_jax_backend_without_tensorflow(tmp_path):
     assert result.code == 0, result.err[-3000:]
     _, run = only_run(tmp_path, "image-classification")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
-    assert 0 <= run.data.metrics["test_accuracy"] <= 1
+    # it learns on JAX as on TensorFlow: the smoke preset reached 0.71 test accuracy here; chance is 0.1
+    assert run.data.metrics["test_accuracy"] > 0.5

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.data import needs_set12
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.serving import b64_pixels, file_pixels, json_lines, scoring_server, without
 from tests.support.store import only_run
 
 SET12 = SHARED_DATA / "set12"
-pytestmark = pytest.mark.skipif(not SET12.is_dir(), reason="../shared/data/set12 is not available")
 SMOKE = ["run", "image-denoising", "--preset", "smoke", "--set", f"data.test_folder={SET12}"]
 
 
@@ -23,6 +24,7 @@ def smoke_run(tmp_path_factory):
     return folder, result
 
 
+@needs_set12
 def test_run_is_recorded_with_psnr_ssim_baseline_and_figures(smoke_run):
     folder, result = smoke_run
     client, run = only_run(folder, "image-denoising")
@@ -44,6 +46,7 @@ def test_run_is_recorded_with_psnr_ssim_baseline_and_figures(smoke_run):
     assert "mean PSNR" in open(client.download_artifacts(run.info.run_id, "report.html", str(folder))).read()
 
 
+@needs_set12
 def test_denoise_cli_any_size_grey_16_bit_and_colour_with_alpha(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder, "image-denoising")
@@ -63,6 +66,23 @@ def test_denoise_cli_any_size_grey_16_bit_and_colour_with_alpha(smoke_run, tmp_p
         assert image.size == (81, 37) and image.mode == "RGBA"
 
 
+@needs_set12
+def test_served_denoising_equals_the_cli_on_the_same_image(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-denoising")
+    noisy = str(SET12 / "02.png")  # 256x256 grey, denoised in overlapping 128 px tiles
+    with scoring_server(run.info.run_id, folder) as server:  # starts while the CLI runs
+        cli = run_cli(["denoise", run.info.run_id, noisy, "-o", str(tmp_path / "out"), "--tile", "128", "--overlap",
+                       "16", "--json"], cwd=folder)
+        assert cli.code == 0, cli.err[-2000:]
+        [expected] = json_lines(cli.out)
+        [served] = server.post({"command": "denoise", "inputs": [noisy], "tile": 128, "overlap": 16})
+    assert expected["tiles"] > 1 and without([served], "output", "summary") == without([expected], "output", "summary")
+    assert served["output"]["name"] == "02-denoised.png" == (tmp_path / "out" / "02-denoised.png").name
+    assert np.array_equal(b64_pixels(served["output"]), file_pixels(expected["output"]))
+
+
+@needs_set12
 def test_denoise_bad_inputs_are_one_clear_line(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder, "image-denoising")
@@ -79,6 +99,7 @@ def test_sigma_must_be_positive(tmp_path):
     assert result.code == 2 and "noise.sigma" in result.err and "greater than 0" in result.err
 
 
+@needs_set12
 def test_training_images_smaller_than_a_patch_fail_the_run_clearly(tmp_path):
     tiny = tmp_path / "tiny"
     tiny.mkdir()
@@ -90,11 +111,18 @@ def test_training_images_smaller_than_a_patch_fail_the_run_clearly(tmp_path):
     assert run.info.status == "FAILED"
 
 
+@needs_set12
 def test_dncnn_on_jax_without_tensorflow(tmp_path):
-    result = run_cli([*SMOKE, "--set", "model.kind=dncnn", "--set", "evaluation.baseline=none"], cwd=tmp_path,
-                     backend="jax", hide_tensorflow=True)
+    # the smoke preset's 2 x 128 patches barely move a DnCNN (+0.16 dB); 4 x 512 at 3e-3 learn in ~10 s more
+    result = run_cli([*SMOKE, "--set", "model.kind=dncnn", "--set", "evaluation.baseline=none", "--set",
+                      "train.epochs=4", "--set", "data.patches_per_epoch=512", "--set", "train.learning_rate=3e-3"],
+                     cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
     _, run = only_run(tmp_path, "image-denoising")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
     assert run.info.run_name.startswith("dncnn-smoke-") and "test_nl_means_psnr" not in run.data.metrics
-    assert run.data.metrics["test_psnr"] > 10
+    # it denoises on JAX: the output is cleaner than the noisy input it was given (~20.17 dB at sigma 25, as the
+    # run measures it on the same images); this run gained 2.3 dB here
+    metrics = run.data.metrics
+    assert metrics["test_noisy_psnr"] == pytest.approx(20.17, abs=0.1)
+    assert metrics["test_psnr"] > metrics["test_noisy_psnr"] + 1.5

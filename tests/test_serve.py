@@ -19,11 +19,11 @@ from PIL import Image
 
 from common.data import labeled_images
 from common.ui import free_port
+from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.ui_runs import start_cli, two_finished_runs
 
-pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+pytestmark = needs_fashion_mnist
 CLASSES = labeled_images.FASHION_MNIST_CLASSES
 MODEL_NAME = "fashion-classifier"
 

@@ -8,11 +8,12 @@ import pytest
 
 from common import predict
 from common.errors import ConfigError, DataError
+from tests.support.data import needs_tiny_shakespeare
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.serving import json_lines, scoring_server, without
 from tests.support.store import only_run
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
-pytestmark = pytest.mark.skipif(not TINY.exists(), reason="../shared/data/tinyshakespeare.txt is missing")
 SMOKE = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{TINY}"]
 
 
@@ -24,6 +25,7 @@ def smoke_run(tmp_path_factory):
     return folder, result
 
 
+@needs_tiny_shakespeare
 def test_run_records_losses_perplexity_samples_and_vocabulary(smoke_run):
     folder, result = smoke_run
     client, run = only_run(folder, "text-generation")
@@ -46,6 +48,7 @@ def test_run_records_losses_perplexity_samples_and_vocabulary(smoke_run):
     assert vocab["kind"] == "char" and vocab["vocabulary"] == sorted(set(TINY.read_text(encoding="utf-8")[:60_000]))
 
 
+@needs_tiny_shakespeare
 def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
     folder, _ = smoke_run
     _, run = only_run(folder, "text-generation")
@@ -61,11 +64,33 @@ def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
     options = {"prompt": "ROMEO:", "max_tokens": 60, "temperature": 0.8, "top_k": 20, "top_p": 0.95, "seed": 1}
     again = predict.invoke("generate", str(export), dict(options))[0]
     assert again["text"] == answer["text"]
+    other = predict.invoke("generate", str(export), dict(options, seed=2))[0]  # another seed, another sample
+    assert other["tokens"] == 60 and other["text"] != answer["text"]
     stop = answer["text"][20:22]
     cut = predict.invoke("generate", str(export), dict(options, stop=stop))[0]
     assert cut["stopped"] and cut["text"] == answer["text"][: answer["text"].index(stop)]
 
 
+@needs_tiny_shakespeare
+def test_served_generation_equals_the_cli_with_the_same_seed(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder, "text-generation")
+    options = {"prompt": "JULIET:", "max_tokens": 40, "temperature": 0.9, "top_k": 30, "seed": 11}
+    with scoring_server(run.info.run_id, folder) as server:  # starts while the CLI runs
+        cli = run_cli(["generate", run.info.run_id, "--prompt", "JULIET:", "--max-tokens", "40", "--temperature",
+                       "0.9", "--top-k", "30", "--seed", "11", "--json"], cwd=folder)
+        assert cli.code == 0, cli.err[-2000:]
+        expected = json_lines(cli.out)
+        served = server.post(options)
+        greedy = server.post({**options, "temperature": 0, "seed": None})
+    assert expected[0]["tokens"] == 40 and without(served) == without(expected)
+    # temperature 0 is greedy: what the exported model in this process picks, whatever the seed
+    export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent
+    in_process = predict.invoke("generate", str(export), {**options, "temperature": 0.0, "seed": 3})
+    assert without(greedy) == without(in_process)
+
+
+@needs_tiny_shakespeare
 def test_generate_bad_options_are_one_line_errors(smoke_run):
     folder, _ = smoke_run
     _, run = only_run(folder, "text-generation")
@@ -93,13 +118,23 @@ def test_a_corpus_shorter_than_the_context_fails_before_training(tmp_path):
 
 
 # slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
+@needs_tiny_shakespeare
 @pytest.mark.slow
 def test_jax_backend_without_tensorflow_lstm(tmp_path):
-    result = run_cli([*SMOKE, "--set", "model.kind=lstm"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    # the smoke preset's 2 x 15 steps leave an LSTM short of the character-frequency level (val loss 3.43; 3.25
+    # after 4 such epochs on TensorFlow too); 4 x 50 steps at 1e-2 take it past that in a few seconds more
+    result = run_cli([*SMOKE, "--set", "model.kind=lstm", "--set", "train.epochs=4", "--set", "data.steps_per_epoch=50",
+                      "--set", "train.learning_rate=0.01"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
-    _, run = only_run(tmp_path, "text-generation")
+    client, run = only_run(tmp_path, "text-generation")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
-    assert run.info.run_name.startswith("lstm-smoke-") and run.data.metrics["test_loss"] < math.log(59)
+    assert run.info.run_name.startswith("lstm-smoke-")
+    # it learns on JAX: a uniform guess over the V characters costs log(V) = 4.08 nats, the training text's
+    # character frequencies 3.27 on the validation text; this run reached a val loss of 2.90 here
+    vocabulary = json.loads(open(client.download_artifacts(run.info.run_id, "export/tokenizer.json", str(tmp_path)),
+                                 encoding="utf-8").read())["vocabulary"]
+    val_loss = client.get_metric_history(run.info.run_id, "val_loss")[-1].value
+    assert len(vocabulary) == 59 and val_loss < math.log(len(vocabulary)) - 1.0
     answer = run_cli(["generate", run.info.run_id, "--prompt", "KING:", "--max-tokens", "20", "--seed", "3"],
                      cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert answer.code == 0, answer.err[-2000:]

@@ -4,17 +4,14 @@ from __future__ import annotations
 import json
 import socket
 
-import mlflow
-import numpy as np
 import pytest
 from PIL import Image
 
 from common.data import labeled_images
+from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.store import client_for
 
-pytestmark = pytest.mark.skipif(not labeled_images.DEBIAN_FASHION_MNIST.exists(),
-                                reason="Debian's dataset-fashion-mnist is not installed")
 TINY = ["--preset", "smoke", "--set", "data.max_train_samples=300", "--set", "data.max_test_samples=100"]
 SEARCH = ["tune", "image-classification", "--tuner", "random", "--max-trials", "2", "--max-epochs", "1", *TINY]
 
@@ -38,6 +35,7 @@ def search(tmp_path_factory):
     return folder, result
 
 
+@needs_fashion_mnist
 def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
     folder, result = search
     [parent] = runs_of(folder, "search")
@@ -69,6 +67,7 @@ def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
                for line in lines)
 
 
+@needs_fashion_mnist
 def test_best_model_is_registered_and_predicts_by_models_uri(search, tmp_path):
     folder, result = search
     [parent] = runs_of(folder, "search")
@@ -85,6 +84,7 @@ def test_best_model_is_registered_and_predicts_by_models_uri(search, tmp_path):
     assert missing.code == 2 and "no registered model models:/image-classification@nope" in last_line(missing.err)
 
 
+@needs_fashion_mnist
 def test_rerunning_a_finished_search_runs_nothing_again(search):
     folder, _ = search
     again = run_cli(SEARCH, cwd=folder)
@@ -93,6 +93,7 @@ def test_rerunning_a_finished_search_runs_nothing_again(search):
     assert len(runs_of(folder, "trial")) == 2 and len(runs_of(folder, "search")) == 1
 
 
+@needs_fashion_mnist
 def test_hyperband_starts_from_the_recipe_and_continues_trials_along_their_schedule(tmp_path):
     # max 3 epochs, factor 3: three 1-epoch trials, then the best continues from epoch 1 to 3
     result = run_cli(["tune", "image-classification", "--tuner", "hyperband", "--max-epochs", "3",
@@ -123,12 +124,17 @@ def test_unknown_tuner_is_one_line_and_fails_the_parent_run(tmp_path):
     assert parent.data.tags["deepsuite.status_reason"] == "ConfigError: unknown tuner 'grid' (valid: random, bayesian, hyperband)"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"fixes": ["train.batch_size=100"]}, "contradictory search space: train.batch_size=100 is pinned"),
-    ({"overrides": ["model.widths=[8]"]}, "--set model.widths=[8] is overridden by image-classification's search space"),
-    ({"objective": "val_auc"}, "unknown objective 'val_auc': image-classification reports accuracy, loss, val_accuracy"),
+@needs_fashion_mnist
+@pytest.mark.parametrize("change, message, trials", [
+    # the space is checked before any trial starts
+    ({"fixes": ["train.batch_size=100"]}, "contradictory search space: train.batch_size=100 is pinned", 0),
+    ({"overrides": ["model.widths=[8]"]}, "--set model.widths=[8] is overridden by image-classification's search space",
+     0),
+    # the objective is checked after the first trial's first epoch: that trial fails, no other starts
+    ({"objective": "val_auc"}, "unknown objective 'val_auc': image-classification reports accuracy, loss, val_accuracy",
+     1),
 ])
-def test_bad_search_fails_the_parent_run_with_the_reason(workdir, monkeypatch, change, message):
+def test_bad_search_fails_the_parent_run_with_the_reason(workdir, monkeypatch, change, message, trials):
     from common.errors import ConfigError
     from tuning.search import SearchOptions, run_search
 
@@ -145,7 +151,8 @@ def test_bad_search_fails_the_parent_run_with_the_reason(workdir, monkeypatch, c
     assert message in str(error.value)
     [parent] = runs_of(workdir, "search")
     assert parent.info.status == "FAILED" and message in parent.data.tags["deepsuite.status_reason"]
-    assert all(run.info.status == "FAILED" for run in runs_of(workdir, "trial"))  # val_auc: the first trial
+    statuses = [run.info.status for run in runs_of(workdir, "trial")]
+    assert statuses == ["FAILED"] * trials, statuses
 
 
 def test_unreachable_chief_is_retried_then_a_clear_error(tmp_path):
@@ -161,11 +168,17 @@ def test_unreachable_chief_is_retried_then_a_clear_error(tmp_path):
     assert parent.info.status == "FAILED" and "cannot reach the tuning chief" in parent.data.tags["deepsuite.status_reason"]
 
 
+@needs_fashion_mnist
 def test_search_on_jax_without_tensorflow(tmp_path):
-    result = run_cli(["tune", "image-classification", "--tuner", "random", "--max-trials", "1", "--max-epochs", "1",
-                      *TINY], cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    # the smoke preset's 1,200 images for 2 epochs: TINY's 300 images give 5 steps an epoch, too few for the
+    # BatchNorm statistics, and its trial scored 0.1 on validation (chance) after 3 epochs
+    result = run_cli(["tune", "image-classification", "--tuner", "random", "--max-trials", "1", "--max-epochs", "2",
+                      "--preset", "smoke"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
     [parent] = runs_of(tmp_path, "search")
     [trial] = runs_of(tmp_path, "trial")
     assert parent.info.status == "FINISHED" and parent.data.tags["backend"] == "jax"
-    assert trial.info.status == "FINISHED" and np.isfinite(parent.data.metrics["test_accuracy"])
+    assert trial.info.status == "FINISHED" and trial.data.tags["deepsuite.trial_status"] == "completed"
+    # the search learns on JAX: its trial reached val accuracy 0.69 and the best model test accuracy 0.72 here;
+    # chance is 0.1
+    assert trial.data.metrics["best_val_accuracy"] > 0.4 and parent.data.metrics["test_accuracy"] > 0.5
