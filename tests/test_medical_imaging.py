@@ -294,8 +294,8 @@ def test_small_images_are_enlarged_inside_the_model_and_larger_ones_pass_unchang
         model = build_model((*stored, 1), 2, MedicalModel(widths=[4], blocks_per_stage=1, **options))
         return tuple(model.get_layer(PREPROCESSED).output.shape[1:3])
 
-    assert preprocessed_shape((28, 28)) == (40, 40)  # MedMNIST 28 px -> the default min_input_side
-    assert preprocessed_shape((28, 56)) == (40, 80)  # aspect kept
-    assert preprocessed_shape((64, 64)) == (64, 64)  # folder images at 64 px are not shrunk
-    assert preprocessed_shape((28, 28), min_input_side=None) == (28, 28)
+    assert preprocessed_shape((28, 28)) == (28, 28)  # by default images keep their size
+    assert preprocessed_shape((28, 28), min_input_side=40) == (40, 40)  # MedMNIST 28 px enlarged to 40
+    assert preprocessed_shape((28, 56), min_input_side=40) == (40, 80)  # aspect kept
+    assert preprocessed_shape((64, 64), min_input_side=40) == (64, 64)  # folder images at 64 px are not shrunk
     assert preprocessed_shape((64, 64), input_size=(32, 32)) == (32, 32)  # an explicit size wins

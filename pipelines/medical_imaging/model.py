@@ -51,7 +51,7 @@ def classifiers_of(model: keras.Model) -> list[keras.Model]:
 
 def model_input_size(stored: tuple[int, int], config: MedicalModel) -> tuple[int, int]:
     """The (h, w) the classifier sees: input_size when set; else stored images enlarged so their shorter
-    side reaches min_input_side (28 px MedMNIST -> 40 px by default), larger ones unchanged."""
+    side reaches min_input_side when set (28 px MedMNIST -> 40 px with 40), larger ones unchanged."""
     if config.input_size:
         return tuple(config.input_size)
     short = min(stored)
