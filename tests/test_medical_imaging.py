@@ -77,12 +77,17 @@ def test_threshold_is_chosen_on_validation_and_applied_unchanged_to_test(smoke_r
     assert exported["metadata"]["decision"]["threshold"] == pytest.approx(threshold)
 
 
+def _save_enlarged_test_xray(index, path):
+    """A real PneumoniaMNIST test image at 4x (112 px), as a user's PNG would be larger than the model's input."""
+    with np.load(PNEUMONIA) as stored:
+        Image.fromarray(np.kron(stored["test_images"][index], np.ones((4, 4), np.uint8))).save(path)
+
+
 @needs_pneumonia
 def test_predict_png_and_dicom_prints_probability_and_writes_gradcam(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder)
-    with np.load(PNEUMONIA) as stored:
-        Image.fromarray(np.kron(stored["test_images"][0], np.ones((4, 4), np.uint8))).save(tmp_path / "xray.png")
+    _save_enlarged_test_xray(0, tmp_path / "xray.png")
     dicom = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     dicom.PhotometricInterpretation = "MONOCHROME1"
     dicom.save_as(tmp_path / "scan.dcm")
@@ -103,8 +108,7 @@ def test_predict_png_and_dicom_prints_probability_and_writes_gradcam(smoke_run, 
 def test_served_predictions_and_gradcam_equal_the_cli_on_the_same_xray(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder)
-    with np.load(PNEUMONIA) as stored:
-        Image.fromarray(np.kron(stored["test_images"][3], np.ones((4, 4), np.uint8))).save(tmp_path / "xray.png")
+    _save_enlarged_test_xray(3, tmp_path / "xray.png")
     with scoring_server(run.info.run_id, folder) as server:  # starts while the CLI runs
         cli = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "--output", str(tmp_path / "cams"),
                        "--json"], cwd=folder)
