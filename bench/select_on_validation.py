@@ -18,8 +18,9 @@ The winner is the best mean of `--metric` over `--seeds`; `--direction` says whe
 `--metric` is either a figure of the pipeline's evaluation (computed on validation, as above), or a
 Keras validation metric of the training history such as `val_rmse`: that one is read at the epoch whose
 weights the model ends with (the best `monitor` epoch when early stopping restores it, else the last),
-and the evaluation is skipped altogether, for pipelines whose evaluation reads more than the test split
-(recommendation ranks against its catalogue's test ratings).
+and the evaluation is skipped altogether. Recommendation's rankings read its catalogue, whose validation
+ratings move into the test place too (and are then not trained on): `--metric ndcg_at_10` with
+`--set data.split=temporal` is leave-one-out one step before each user's test rating.
 
 `--selection-set configured` scores the pipeline's test split as the `--set`s configure it, for a
 pipeline whose bench measures on a different held-out set: image denoising selects on held-out
@@ -55,7 +56,23 @@ class ValidationAsTest:
 
     def load_data(self, config):
         splits = self._pipeline.load_data(config)
-        return dataclasses.replace(splits, test=splits.val) if self._swap else splits
+        return validation_in_test_place(splits) if self._swap else splits
+
+
+def validation_in_test_place(splits):
+    """The splits with validation where test was. Recommendation ranks against its catalogue's splits rather
+    than `splits.test`, so there the catalogue moves too: its validation ratings become the ones to find and
+    its validation part is emptied, so nothing is trained on them (the two-tower otherwise fits train +
+    validation) and rankings exclude only what the model was trained on. On a leave-last-out split that is
+    leave-one-out one step earlier in each user's history; the real test ratings stay unseen candidates."""
+    swapped = dataclasses.replace(splits, test=splits.val)
+    catalogue = getattr(splits, "catalogue", None)
+    if catalogue is not None:
+        emptied = dataclasses.replace(catalogue.val, **{f.name: getattr(catalogue.val, f.name)[:0]
+                                                        for f in dataclasses.fields(catalogue.val)})
+        swapped = dataclasses.replace(swapped, catalogue=dataclasses.replace(catalogue, test=catalogue.val,
+                                                                             val=emptied))
+    return swapped
 
     def evaluate(self, model, splits, config):
         return self._pipeline.evaluate(model, splits, config) if self._evaluate else Evaluation({})

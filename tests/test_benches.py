@@ -65,3 +65,36 @@ def _load_digest():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+SWAP_CHECK = """
+import sys
+sys.path.insert(0, "bench")
+import numpy as np
+from select_on_validation import validation_in_test_place
+from common import config as config_lib, registry
+
+pipeline = registry.get("recommendation")
+config = config_lib.resolve(pipeline.config_cls, pipeline.presets, "smoke", None,
+                            ["data.split=temporal", "model.kind=two_tower"])
+splits = pipeline.load_data(config)
+swapped = validation_in_test_place(splits)
+before, after = splits.catalogue, swapped.catalogue
+assert len(before.val) > 0 and len(after.val) == 0, (len(before.val), len(after.val))
+assert np.array_equal(after.test.items, before.val.items) and np.array_equal(after.test.users, before.val.users)
+assert np.array_equal(after.seen_matrix(), before.seen_matrix(include_val=False))
+fit = pipeline.fit_data(swapped, config)
+assert len(fit.x["user_id"]) == len(before.train), (len(fit.x["user_id"]), len(before.train))
+assert swapped.test is splits.val
+print("swap ok")
+"""
+
+
+def test_selection_ranks_recommendation_on_validation_ratings_it_did_not_train_on():
+    """bench/select_on_validation.py moves recommendation's validation ratings into the test place inside the
+    catalogue too (its rankings read the catalogue), and empties validation so the two-tower, which otherwise
+    fits train + validation, does not train on the ratings it is ranked by. Run in a subprocess: importing a
+    bench installs its log filter on the process's stderr."""
+    proc = subprocess.run([sys.executable, "-c", SWAP_CHECK], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300, check=False)
+    assert proc.returncode == 0 and "swap ok" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
