@@ -58,6 +58,9 @@ class ValidationAsTest:
         splits = self._pipeline.load_data(config)
         return validation_in_test_place(splits) if self._swap else splits
 
+    def evaluate(self, model, splits, config):
+        return self._pipeline.evaluate(model, splits, config) if self._evaluate else Evaluation({})
+
 
 def validation_in_test_place(splits):
     """The splits with validation where test was. Recommendation ranks against its catalogue's splits rather
@@ -73,9 +76,6 @@ def validation_in_test_place(splits):
         swapped = dataclasses.replace(swapped, catalogue=dataclasses.replace(catalogue, test=catalogue.val,
                                                                              val=emptied))
     return swapped
-
-    def evaluate(self, model, splits, config):
-        return self._pipeline.evaluate(model, splits, config) if self._evaluate else Evaluation({})
 
 
 def final_weights_epoch(history: dict[str, list[float]], monitor: str, mode: str, early_stopping: bool) -> int:
@@ -111,6 +111,12 @@ def main() -> int:
     args_parser.add_argument("--selection-set", choices=["validation", "configured"], default="validation",
                              help="validation (default), or the test split as the --sets configure it")
     args_parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    # Not the benches' store: selection runs log validation figures under the pipeline's test_* names, which
+    # must not sit beside real bench runs; a temporary store unless --store is given.
+    args_parser.set_defaults(store=None)
+    for action in args_parser._actions:
+        if action.dest == "store":
+            action.help = "MLflow store folder (default: a new temporary folder)"
     args = args_parser.parse_args()
 
     from_history = args.metric.startswith("val_")

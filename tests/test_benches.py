@@ -86,6 +86,9 @@ assert np.array_equal(after.seen_matrix(), before.seen_matrix(include_val=False)
 fit = pipeline.fit_data(swapped, config)
 assert len(fit.x["user_id"]) == len(before.train), (len(fit.x["user_id"]), len(before.train))
 assert swapped.test is splits.val
+from select_on_validation import ValidationAsTest
+skipped = ValidationAsTest(pipeline, evaluate=False).evaluate(None, swapped, config)  # None: would fail if called
+assert skipped.metrics == {}, skipped.metrics
 print("swap ok")
 """
 
@@ -93,8 +96,35 @@ print("swap ok")
 def test_selection_ranks_recommendation_on_validation_ratings_it_did_not_train_on():
     """bench/select_on_validation.py moves recommendation's validation ratings into the test place inside the
     catalogue too (its rankings read the catalogue), and empties validation so the two-tower, which otherwise
-    fits train + validation, does not train on the ratings it is ranked by. Run in a subprocess: importing a
+    fits train + validation, does not train on the ratings it is ranked by; a selection read from the training
+    history evaluates nothing. Run in a subprocess: importing a
     bench installs its log filter on the process's stderr."""
     proc = subprocess.run([sys.executable, "-c", SWAP_CHECK], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300, check=False)
     assert proc.returncode == 0 and "swap ok" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+FINISH = """
+import sys
+sys.path.insert(0, "bench")
+import harness
+for ok in sys.argv[2:]:
+    harness.verdict(ok == "met")
+sys.exit(harness.finish(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("preset, verdicts, code", [
+    ("default", ["met", "missed", "met"], 1),
+    ("default", ["met", "met"], 0),
+    ("smoke", ["missed"], 0),
+])
+def test_bench_exit_code_follows_the_target_verdicts(preset, verdicts, code):
+    """A missed target makes a bench exit 1 so scripts and CI see it; smoke reports targets without gating."""
+    proc = subprocess.run([sys.executable, "-c", FINISH, preset, *verdicts], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120, check=False)
+    assert proc.returncode == code, proc.stdout + proc.stderr[-2000:]
+    missed = verdicts.count("missed")
+    expected = ("smoke preset: targets reported, not gated" if preset == "smoke"
+                else f"targets: {len(verdicts) - missed} met, {missed} NOT met")
+    assert expected in proc.stdout

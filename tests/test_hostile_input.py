@@ -5,6 +5,8 @@ returns a fully validated config or raises ConfigError with a message.
 """
 from __future__ import annotations
 
+import ast
+import re
 import string
 
 import numpy as np
@@ -42,9 +44,25 @@ def check(config) -> None:
 MESSAGE_FORMS = ("invalid config: ", "bad --set ", "--set ", "unknown preset ")
 
 
+POINTED_KEY = (re.compile(r"^invalid config: unknown key ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"),  # repr
+               re.compile(r"^invalid config: ([^ :']+): "),  # model.dropout: Input should be ...
+               re.compile(r"^--set ([^ :']+): "),            # --set seed.x: 'seed' is a value ...
+               re.compile(r"^unknown (preset) "))            # unknown preset 'fast' (valid: ...)
+
+
 def names_one_of(message: str, keys) -> bool:
-    """The message points at the user's input: it names (plainly or quoted) one of the top-level keys given."""
-    return any(top in message or repr(top) in message for top in keys)
+    """The message points at the user's input: the key path it names, where its form names one, starts with one
+    of the top-level keys given (a key merely occurring somewhere in the text does not count); a malformed
+    assignment is quoted whole, so one of the keys must be inside the quote."""
+    keys = [str(key) for key in keys]
+    for pattern in POINTED_KEY:
+        if found := pattern.match(message):
+            named = found.group(1)
+            if named[:1] in "'\"":
+                named = ast.literal_eval(named)  # shown as repr: control characters arrive escaped
+            return any(named == key or named.split(".")[0] == key.split(".")[0] for key in keys)
+    quoted = re.match(r"^bad --set ('.*'|\".*\"): expected dotted.key=value", message)
+    return bool(quoted) and any(key in ast.literal_eval(quoted.group(1)) for key in keys)
 
 
 @SETTINGS

@@ -194,4 +194,8 @@ def test_unwritable_directory_fails_before_training(tmp_path, which, monkeypatch
     assert "not writable" in result.err or "cannot be created" in result.err
     # nothing started: no run opened, no data loaded, nothing trained
     assert "MLflow run" not in result.out and "data: " not in result.out and "done:" not in result.out
-    assert not runs(tmp_path)
+    assert blocker.read_text() == "not a folder"  # the blocking file is left as it was
+    if which == "store":  # no store could exist under the file: nothing may have been written anywhere else
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+    else:                 # the store was writable: no run was opened in it
+        assert not runs(tmp_path)

@@ -16,8 +16,10 @@ from tests.support.serving import json_lines, scoring_server, without
 SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def vader_available():
+    """Only the tests that read VADER's sentences ask for it: the CSV, architecture and n-gram tests need no
+    download and run offline."""
     from pipelines.sentiment_analysis.data import load_vader
 
     try:
@@ -34,7 +36,7 @@ def only_run(folder):
 
 
 @pytest.fixture(scope="module")
-def tf_run(tmp_path_factory):
+def tf_run(tmp_path_factory, vader_available):
     folder = tmp_path_factory.mktemp("sa-smoke")
     result = run_cli([*SMOKE, "--set", "train.learning_rate=0.005"], cwd=folder)
     assert result.code == 0, result.err[-3000:]
@@ -121,7 +123,7 @@ def test_csv_missing_column_fails_the_run_with_one_line(tmp_path):
 
 # slow step: the default suite keeps the JAX-without-TensorFlow path of image classification and tuning
 @pytest.mark.slow
-def test_jax_without_tensorflow_trains_bigru_and_predicts(tmp_path):
+def test_jax_without_tensorflow_trains_bigru_and_predicts(tmp_path, vader_available):
     result = run_cli([*SMOKE, "--set", "model.kind=bigru"], cwd=tmp_path, backend="jax", hide_tensorflow=True)
     assert result.code == 0, result.err[-3000:]
     _, run = only_run(tmp_path)
