@@ -46,7 +46,11 @@ def run_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> Result:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")  # recorded, so the test's end restores it
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))  # main may set it
     capsys.readouterr()
-    code = main(args)
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's usage errors exit, as they do for the real command
+        code = exc.code if isinstance(exc.code, int) else 1
     out, err = capsys.readouterr()
     return Result(code, out, err)
