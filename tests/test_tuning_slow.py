@@ -52,20 +52,36 @@ def wait_all_succeed(processes: dict, logs: dict, timeout: float) -> None:
         time.sleep(0.5)
 
 
+EPOCHS = 6
+
+
 def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
-    args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "3", "--max-epochs", "3", *TINY]
+    # Six epochs of 1,000 images without early stopping: trial 1 is "part-way" for five epochs (several
+    # seconds), a window the 0.2 s poll below cannot miss; with three 300-image epochs it once ran through
+    # the whole window between two polls on an idle machine and the test waited for nothing.
+    args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "3", "--max-epochs", str(EPOCHS),
+            *TINY, "--set", "data.max_train_samples=1000", "--set", "train.early_stopping_patience=0"]
 
     def trial_one_mid_way():
         try:
             runs = [r for r in runs_of(tmp_path, "trial") if r.data.tags["deepsuite.trial_id"] == "1"]
-            return bool(runs) and 1 <= len(client_for(tmp_path).get_metric_history(runs[0].info.run_id, "loss")) < 3
+            logged = len(client_for(tmp_path).get_metric_history(runs[0].info.run_id, "loss")) if runs else 0
         except Exception:  # noqa: BLE001 - the store is being created
             return False
+        return 1 <= logged < EPOCHS
 
-    with open(tmp_path / "first.log", "w") as log:
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
         first = start_cli(args, tmp_path, log)
         try:
-            wait_for(trial_one_mid_way, 900, "trial 1 to be part-way through")
+            deadline = time.monotonic() + 600
+            while not trial_one_mid_way():
+                if first.poll() is not None:
+                    raise AssertionError(f"the search exited ({first.returncode}) before trial 1 was part-way "
+                                         f"through:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"trial 1 not part-way through after 600 s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
         finally:
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()
@@ -81,7 +97,7 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
     assert after["0"].info.end_time == before["0"].info.end_time  # the completed trial did not run again
     assert after["1"].info.run_id == before["1"].info.run_id and after["1"].data.tags["deepsuite.resumed"] == "true"
     steps = [m.step for m in client_for(tmp_path).get_metric_history(after["1"].info.run_id, "loss")]
-    assert steps == [1, 2, 3]  # resumed from its backup: every epoch logged once
+    assert steps == list(range(1, EPOCHS + 1))  # resumed from its backup: every epoch logged once
     [parent] = runs_of(tmp_path, "search")
     assert parent.info.status == "FINISHED"
     assert [line.split()[1] for line in again.out.splitlines() if line.startswith("trial ")] == ["2/3", "3/3"]
