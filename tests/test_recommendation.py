@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.recommendation.data import load_ratings
 from tests.support.cli import run_cli
-from tests.support.serving import json_lines, scoring_server, without
+from tests.support.serving import json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
 
 SMOKE = ["run", "recommendation", "--preset", "smoke"]
@@ -81,7 +81,7 @@ def test_served_recommendations_equal_the_cli_for_the_same_user(mf_run):
         expected = json_lines(cli.out)
         served = server.post({"user": "42", "top": 6})
     assert [a["rank"] for a in expected] == list(range(1, 7)) and expected[0]["fallback"] is None
-    assert without(served) == without(expected)
+    assert same_answers(without(served), without(expected)), (served, expected)
 
 
 def test_unknown_user_gets_popular_items_and_is_told(mf_run):

@@ -22,7 +22,7 @@ from common import runner
 from common.config import RunConfig, resolve
 from common.pipeline import DatasetInfo, Pipeline, Split, Splits
 from common.runner import TrainingDiverged
-from tests.support.cli import REPO, run_in_process
+from tests.support.cli import REPO, like_a_terminal, run_in_process
 from tests.support.synthetic import NAME as SYNTHETIC
 
 SMOKE = ["run", SYNTHETIC, "--preset", "smoke"]
@@ -51,7 +51,7 @@ def synthetic_cli(args: list[str], cwd: Path):
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "tests.support.synthetic", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
 
 
 def logged_epochs(folder: Path) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from common.errors import DataError
 from tests.support.cli import run_cli
-from tests.support.serving import json_lines, scoring_server, without
+from tests.support.serving import json_lines, same_answers, scoring_server, without
 
 SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
 
@@ -94,7 +94,7 @@ def test_served_predictions_equal_the_cli_on_the_same_texts(tf_run):
         expected = json_lines(cli.out)
         served = server.post({"inputs": texts})
     assert [a["input"] for a in expected] == ["[1]", "[2]", "[3]"] and expected[2]["label"] is None
-    assert without(served) == without(expected)
+    assert same_answers(without(served), without(expected)), (served, expected)
 
 
 def test_predict_on_non_utf8_file_is_one_clear_line(tf_run, tmp_path):

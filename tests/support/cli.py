@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -9,6 +10,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def like_a_terminal() -> None:
+    """Popen `preexec_fn`: Ctrl-C handled as in a shell's foreground. A job started in the background (`cmd &`,
+    as CI runners and nohup do) inherits SIGINT ignored, Python then installs no KeyboardInterrupt handler,
+    and a SIGINT sent by a test would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.cli import REPO
+from tests.support.cli import REPO, like_a_terminal
 
 ARTIFACTS = Path(os.environ.get("DEEPSUITE_TEST_ARTIFACTS", REPO / "test-artifacts"))
 QUIET_SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -88,7 +88,7 @@ def start_cli(args: list[str], cwd: Path, backend: str = "tensorflow", hide_tens
     full_env.pop("MLFLOW_TRACKING_URI", None)
     module = "tests.support.without_tensorflow" if hide_tensorflow else "common.cli"
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=like_a_terminal)
     running = CliProcess(process)
 
     def pump() -> None:
