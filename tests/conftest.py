@@ -30,24 +30,23 @@ def _skips_fail() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def _fail_if_skipped_under_ci(report, what: str) -> None:
+    if _skips_fail() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{what} skipped under CI=true, which counts as a failure: {reason}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI=true a skipped test fails: CI installs everything the tests need, so a skip there means a
     promise went unchecked (missing data, browser, database or package), and it must not pass silently."""
     outcome = yield
-    report = outcome.get_result()
-    if _skips_fail() and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+    _fail_if_skipped_under_ci(outcome.get_result(), "test")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     """The same for a whole module skipped at import (`pytest.importorskip`, `allow_module_level`)."""
     outcome = yield
-    report = outcome.get_result()
-    if _skips_fail() and report.skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"module skipped under CI=true, which counts as a failure: {reason}"
+    _fail_if_skipped_under_ci(outcome.get_result(), "module")

@@ -22,7 +22,7 @@ from common import runner
 from common.config import RunConfig, resolve
 from common.pipeline import DatasetInfo, Pipeline, Split, Splits
 from common.runner import TrainingDiverged
-from tests.support.cli import REPO, like_a_terminal, run_in_process
+from tests.support.cli import REPO, like_a_terminal, run_in_process, wait_while_running
 from tests.support.synthetic import NAME as SYNTHETIC
 
 SMOKE = ["run", SYNTHETIC, "--preset", "smoke"]
@@ -66,20 +66,10 @@ def logged_epochs(folder: Path) -> int:
         return 0
 
 
-def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended early: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def test_resume_after_sigkill_mid_epoch(tmp_path):
     proc = start_cli([*SMOKE, *LONGER], tmp_path)
-    wait_for(lambda: logged_epochs(tmp_path) >= 2, 300, proc)
+    wait_while_running(lambda: logged_epochs(tmp_path) >= 2, proc, 300, "two logged epochs",
+                       lambda: proc.communicate()[1][-2000:])
     time.sleep(0.3)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -145,7 +135,8 @@ def test_nan_loss_marks_run_failed_without_model(tmp_path):
 
 def test_ctrl_c_marks_run_killed(tmp_path):
     proc = start_cli([*SMOKE, *LONGER], tmp_path)
-    wait_for(lambda: logged_epochs(tmp_path) >= 1, 300, proc)
+    wait_while_running(lambda: logged_epochs(tmp_path) >= 1, proc, 300, "a logged epoch",
+                       lambda: proc.communicate()[1][-2000:])
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err

@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.support.cli import REPO, run_cli
+from tests.support.cli import REPO, run_cli, wait_while_running
 from tests.support.data import needs_fashion_mnist
 from tests.test_tuning import TINY, client_for, runs_of
 
@@ -24,15 +24,6 @@ def start_cli(args, cwd, log):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_all_succeed(processes: dict, logs: dict, timeout: float) -> None:
@@ -57,7 +48,7 @@ EPOCHS = 6
 
 def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
     # Six epochs of 1,000 images without early stopping: trial 1 is "part-way" for five epochs (several
-    # seconds), a window the 0.2 s poll below cannot miss; with three 300-image epochs it once ran through
+    # seconds), a window the 0.1 s poll below cannot miss; with three 300-image epochs it once ran through
     # the whole window between two polls on an idle machine and the test waited for nothing.
     args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "3", "--max-epochs", str(EPOCHS),
             *TINY, "--set", "data.max_train_samples=1000", "--set", "train.early_stopping_patience=0"]
@@ -74,14 +65,8 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
     with open(log_path, "w") as log:
         first = start_cli(args, tmp_path, log)
         try:
-            deadline = time.monotonic() + 600
-            while not trial_one_mid_way():
-                if first.poll() is not None:
-                    raise AssertionError(f"the search exited ({first.returncode}) before trial 1 was part-way "
-                                         f"through:\n{log_path.read_text()[-3000:]}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"trial 1 not part-way through after 600 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_while_running(trial_one_mid_way, first, 600, "trial 1 part-way through",
+                               lambda: log_path.read_text()[-3000:])
         finally:
             os.killpg(first.pid, signal.SIGKILL)
             first.wait()

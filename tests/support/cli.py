@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,18 @@ def like_a_terminal() -> None:
     as CI runners and nohup do) inherits SIGINT ignored, Python then installs no KeyboardInterrupt handler,
     and a SIGINT sent by a test would do nothing."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_while_running(predicate, proc: subprocess.Popen, timeout: float, what: str, output=lambda: "") -> None:
+    """Polls `predicate` every 0.1 s until it holds; fails at once, with `output()`, when `proc` exits first
+    (a test that waits on a dead process learns nothing for its whole timeout), and after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}:\n{output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s:\n{output()}")
+        time.sleep(0.1)
 
 
 @dataclass
