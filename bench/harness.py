@@ -21,14 +21,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from common.console import filter_native_logs  # noqa: E402
+from deepsuite.app.console import filter_native_logs  # noqa: E402
 from digest import data_digest  # noqa: E402,F401  (bench/ is on sys.path when a bench runs)
 
 filter_native_logs()  # figures, not TensorFlow's C++ start-up lines (installed before anything imports it)
 
-from common import config as config_lib  # noqa: E402
-from common import runner  # noqa: E402
-from common.tracking import Tracker  # noqa: E402
+from deepsuite.common import config as config_lib  # noqa: E402
+from deepsuite.common import runner  # noqa: E402
+from deepsuite.common.tracking import Tracker  # noqa: E402
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

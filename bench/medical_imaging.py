@@ -56,8 +56,8 @@ def main() -> int:
     parser.add_argument("--store", type=Path, help="MLflow store folder (default: a temporary folder)")
     args = parser.parse_args()
 
-    from common import config as config_lib
-    from common import registry, runner
+    from deepsuite.common import config as config_lib
+    from deepsuite.common import registry, runner
 
     pipeline = watch_data(registry.get("medical-imaging"))
     overrides = [f"data.source=medmnist:{args.data}", "train.verbose=0", *args.overrides]

@@ -37,9 +37,9 @@ from pathlib import Path
 
 from harness import parser, watch_data  # noqa: E402  (importing harness puts the repo on sys.path)
 
-from common import config as config_lib  # noqa: E402
-from common import registry, runner  # noqa: E402
-from common.pipeline import Evaluation  # noqa: E402
+from deepsuite.common import config as config_lib  # noqa: E402
+from deepsuite.common import registry, runner  # noqa: E402
+from deepsuite.common.pipeline import Evaluation  # noqa: E402
 
 
 class ValidationAsTest:

@@ -64,7 +64,7 @@ from pathlib import Path
 
 from harness import describe_data, finish, verdict
 
-from common import config as config_lib, registry
+from deepsuite.common import config as config_lib, registry
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET, TARGET_FIT_S = 0.80, 600
@@ -92,7 +92,7 @@ def describe(preset: str, kind: str | None, extra: list[str]) -> str:
 
 def run(preset: str, kind: str | None, extra: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
-        args = [sys.executable, "-m", "common.cli", "run", "sentiment-analysis", "--preset", preset]
+        args = [sys.executable, "-m", "deepsuite.app.cli", "run", "sentiment-analysis", "--preset", preset]
         for item in settings(kind, extra):
             args += ["--set", item]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness import SHARED_DATA, finish, parser, run_bench, verdict
 
-from common import registry
+from deepsuite.common import registry
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
 REFERENCE = [  # (val loss, what, seconds)

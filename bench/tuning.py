@@ -53,8 +53,8 @@ SMOKE = {"overhead_trials": 2, "trials": 2, "max_epochs": 2, "train_samples": 0}
 
 
 def overhead(store: Path, trials: int) -> None:
-    from common import registry
-    from tuning.search import SearchOptions, run_search
+    from deepsuite.common import registry
+    from deepsuite.tuning.search import SearchOptions, run_search
 
     ends: list[float] = []
     numbers: list[dict] = []
@@ -84,10 +84,10 @@ def overhead(store: Path, trials: int) -> None:
 
 
 def hyperband(store: Path, trials: int, max_epochs: int, train_samples: int, factor: int, preset: str) -> None:
-    from common import config as config_lib
-    from common import registry, runner
-    from tuning.search import SearchOptions, run_search
-    from tuning.tuners import hyperband_trials
+    from deepsuite.common import config as config_lib
+    from deepsuite.common import registry, runner
+    from deepsuite.tuning.search import SearchOptions, run_search
+    from deepsuite.tuning.tuners import hyperband_trials
 
     # On a subset a trial is a few hundred steps: too few for BatchNorm's 0.99 moving averages (measured here:
     # 3,000 images x 4 epochs give 0.34 test accuracy at 0.99 and 0.84 at 0.9), so both sides use 0.9.

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.errors import ConfigError
+from deepsuite.common.errors import ConfigError
 
 
 class Section(BaseModel):
@@ -209,7 +209,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def recipe_default(value: Any, allowed: list | tuple) -> Any:
     """`value` (the base config's) as a hyperparameter's default when the space allows it, else None.
 
-    A search's first trial takes every hyperparameter's default (tuning.tuners), so a space whose defaults
+    A search's first trial takes every hyperparameter's default (deepsuite.tuning.tuners), so a space whose defaults
     come from the config starts from the recipe being tuned; `allowed` is a list of choices or a
     (low, high) range. None lets Keras Tuner pick its own default (the first choice, the lowest value).
     """

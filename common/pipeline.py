@@ -1,4 +1,4 @@
-"""The seam every domain fills in; `common.runner` drives it the same way for every pipeline.
+"""The seam every domain fills in; `deepsuite.common.runner` drives it the same way for every pipeline.
 
 A pipeline declares its config model and presets, loads train/validation/test splits, builds a compiled
 Functional model, maps a tuner's hyperparameters onto its config, evaluates, and answers `predict`.
@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from common.config import RunConfig
+from deepsuite.common.config import RunConfig
 
 
 @dataclass
@@ -77,7 +77,7 @@ class FitData:
 class Pipeline:
     """Base class: subclasses set the class attributes and implement the four methods."""
 
-    name: ClassVar[str]                      # CLI name, e.g. "image-classification"
+    name: str                                # set by the registry from the entry point, e.g. "image-classification"
     description: ClassVar[str]
     config_cls: ClassVar[type[RunConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
@@ -131,7 +131,7 @@ class Pipeline:
         raise self._unsupported("denoise")
 
     def _unsupported(self, command: str) -> Exception:
-        from common.errors import DeepsuiteError
+        from deepsuite.common.errors import DeepsuiteError
 
         return DeepsuiteError(f"pipeline {self.name!r} does not support `deepsuite {command}`")
 

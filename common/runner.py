@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from common import backend, reports
-from common.config import RunConfig, flatten, to_yaml
-from common.data.cache import cache_root, ensure_writable
-from common.errors import DeepsuiteError
-from common.pipeline import Evaluation, Pipeline, Splits
-from common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
+from deepsuite.common import backend, reports
+from deepsuite.common.config import RunConfig, flatten, to_yaml
+from deepsuite.common.data.cache import cache_root, ensure_writable
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.pipeline import Evaluation, Pipeline, Splits
+from deepsuite.common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
 
 EXPORT_DIR = "export"
 METADATA_FILE = "deepsuite.json"
@@ -80,7 +80,7 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
 def _prepare_resume(pipeline: Pipeline, tracker: Tracker, store_dir: Path, run_id: str,
                     echo: Callable[[str], None]) -> tuple[str, RunConfig, set[int]]:
     """Check the run can be resumed; return its name, its own saved config and the epochs already logged."""
-    from common.config import load_yaml, validate
+    from deepsuite.common.config import load_yaml, validate
 
     previous = tracker.get_run(run_id)
     owner = previous.data.tags.get(PIPELINE_TAG)
@@ -166,7 +166,7 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     """
     import keras
 
-    from common.callbacks import AtomicBackupAndRestore
+    from deepsuite.common.callbacks import AtomicBackupAndRestore
 
     train = config.train
     data = pipeline.fit_data(splits, config)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from common.errors import DeepsuiteError
+from deepsuite.common.errors import DeepsuiteError
 
 DEFAULT_STORE = Path("mlruns")
 MAX_PARAM_LENGTH = 6000

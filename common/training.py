@@ -5,7 +5,7 @@ import math
 
 import keras
 
-from common.config import TrainConfig
+from deepsuite.common.config import TrainConfig
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

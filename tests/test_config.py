@@ -1,9 +1,9 @@
 """The config layers: defaults -> preset -> YAML -> --set, and the errors users see."""
 import pytest
 
-from common.config import flatten, parse_set, resolve
-from common.errors import ConfigError
-from pipelines.image_classification.config import PRESETS, ImageClassificationConfig
+from deepsuite.common.config import flatten, parse_set, resolve
+from deepsuite.common.errors import ConfigError
+from deepsuite.pipelines.image_classification.config import PRESETS, ImageClassificationConfig
 
 
 def build(preset=None, config_file=None, overrides=()):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data import labeled_images
-from common.data.cache import cached_arrays
-from common.data.idx import read_idx
-from common.data.sources import Source, first_available
-from common.errors import DataError
+from deepsuite.common.data import labeled_images
+from deepsuite.common.data.cache import cached_arrays
+from deepsuite.common.data.idx import read_idx
+from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.errors import DataError
 
 DEBIAN = labeled_images.DEBIAN_FASHION_MNIST
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from common.config import ConfigError, resolve
-from common.data.images import MAX_PIXELS, load_class_folders, read_image
-from common.errors import DataError
-from pipelines.image_classification.config import PRESETS, ImageClassificationConfig
+from deepsuite.common.config import ConfigError, resolve
+from deepsuite.common.data.images import MAX_PIXELS, load_class_folders, read_image
+from deepsuite.common.errors import DataError
+from deepsuite.pipelines.image_classification.config import PRESETS, ImageClassificationConfig
 
 KNOWN = ["seed", "preset", "deterministic", "train", "model", "data", "tracking", "train.epochs", "train.batch_size",
          "train.optimizer", "model.dropout", "model.widths", "model.blocks_per_stage", "data.source",

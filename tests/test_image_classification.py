@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data import labeled_images
+from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.serving import json_lines, same_answers, scoring_server
@@ -54,7 +54,7 @@ def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monke
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from common.predict import load_export
+    from deepsuite.app.invoke import load_export
 
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")

@@ -8,14 +8,14 @@ import pytest
 from PIL import Image
 from skimage import metrics as skm
 
-from common import config as config_lib
-from common.errors import ConfigError, DataError, DeepsuiteError
-from common.metrics_image import psnr, ssim
-from pipelines.image_denoising import config as cfg
-from pipelines.image_denoising.data import decode_image, read_folder, read_skimage, split_by_image
-from pipelines.image_denoising.evaluation import estimate_sigma
-from pipelines.image_denoising.noise import add_noise
-from pipelines.image_denoising.patches import NoisyPatches, fixed_patches, usable
+from deepsuite.common import config as config_lib
+from deepsuite.common.errors import ConfigError, DataError, DeepsuiteError
+from deepsuite.common.metrics_image import psnr, ssim
+from deepsuite.pipelines.image_denoising import config as cfg
+from deepsuite.pipelines.image_denoising.data import decode_image, read_folder, read_skimage, split_by_image
+from deepsuite.pipelines.image_denoising.evaluation import estimate_sigma
+from deepsuite.pipelines.image_denoising.noise import add_noise
+from deepsuite.pipelines.image_denoising.patches import NoisyPatches, fixed_patches, usable
 from tests.support.cli import SHARED_DATA
 
 SET12 = SHARED_DATA / "set12"
@@ -132,8 +132,8 @@ def test_noise_estimate_used_by_the_baseline():
 def test_tiling_equals_whole_image_for_a_pointwise_model_and_keeps_any_size():
     import keras
 
-    from pipelines.image_denoising.model import build_denoiser
-    from pipelines.image_denoising.tiling import denoise_any_channels, denoise_array
+    from deepsuite.pipelines.image_denoising.model import build_denoiser
+    from deepsuite.pipelines.image_denoising.tiling import denoise_any_channels, denoise_array
 
     inputs = keras.Input((None, None, 1))
     pointwise = keras.Model(inputs, keras.layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="ones")(inputs))
@@ -154,14 +154,14 @@ def test_tiling_equals_whole_image_for_a_pointwise_model_and_keeps_any_size():
 
 @pytest.mark.parametrize("tile, overlap", [(8, 0), (64, 32), (64, -1)])
 def test_bad_tiling_options_are_refused(tile, overlap):
-    from pipelines.image_denoising.tiling import check_tiling
+    from deepsuite.pipelines.image_denoising.tiling import check_tiling
 
     with pytest.raises(DeepsuiteError, match="--tile|--overlap"):
         check_tiling(tile, overlap)
 
 
 def test_output_names_for_one_file_several_files_and_no_output(tmp_path):
-    from pipelines.image_denoising.files import output_paths
+    from deepsuite.pipelines.image_denoising.files import output_paths
 
     assert output_paths(["a/noisy.jpg"], tmp_path / "clean.png") == [tmp_path / "clean.png"]
     assert output_paths(["a/x.png", "b/y.tif"], tmp_path / "out") == [tmp_path / "out" / "x-denoised.png",

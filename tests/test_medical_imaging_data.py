@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from common import metrics_binary as mb
-from common.data import medmnist
-from common.data.dicom import read_dicom
-from common.errors import DataError
-from pipelines.medical_imaging.config import MedicalData
-from pipelines.medical_imaging.data import group_split, load, load_folder
+from deepsuite.common import metrics_binary as mb
+from deepsuite.common.data import medmnist
+from deepsuite.common.data.dicom import read_dicom
+from deepsuite.common.errors import DataError
+from deepsuite.pipelines.medical_imaging.config import MedicalData
+from deepsuite.pipelines.medical_imaging.data import group_split, load, load_folder
 from tests.support.data import PNEUMONIA, needs_pneumonia
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import DataError
-from common.metrics_ranking import ranking_metrics, top_k
-from pipelines.recommendation.data import Ratings, apply_duplicate_policy, load_ratings, read_csv
-from pipelines.recommendation.ranking import baseline_scorers, evaluate_ranker
-from pipelines.recommendation.splits import index_of, split_ratings
+from deepsuite.common.errors import DataError
+from deepsuite.common.metrics_ranking import ranking_metrics, top_k
+from deepsuite.pipelines.recommendation.data import Ratings, apply_duplicate_policy, load_ratings, read_csv
+from deepsuite.pipelines.recommendation.ranking import baseline_scorers, evaluate_ranker
+from deepsuite.pipelines.recommendation.splits import index_of, split_ratings
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +173,8 @@ def test_grouplens_zip_from_the_cache_and_offline_message(tmp_path, movielens):
 def test_search_space_gives_a_valid_config_per_model_kind(kind, tuned):
     import keras_tuner as kt
 
-    from common.config import resolve
-    from pipelines.recommendation import config as cfg
+    from deepsuite.common.config import resolve
+    from deepsuite.pipelines.recommendation import config as cfg
 
     base = resolve(cfg.RecommendationConfig, cfg.PRESETS, "smoke", None, [f"model.kind={kind}"])
     hp = kt.HyperParameters()

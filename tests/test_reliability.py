@@ -18,10 +18,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from common import runner
-from common.config import RunConfig, resolve
-from common.pipeline import DatasetInfo, Pipeline, Split, Splits
-from common.runner import TrainingDiverged
+from deepsuite.common import runner
+from deepsuite.common.config import RunConfig, resolve
+from deepsuite.common.pipeline import DatasetInfo, Pipeline, Split, Splits
+from deepsuite.common.runner import TrainingDiverged
 from tests.support.cli import REPO, like_a_terminal, run_in_process, wait_while_running
 from tests.support.synthetic import NAME as SYNTHETIC
 
@@ -173,9 +173,9 @@ def test_same_seed_same_metrics(tmp_path):
 
 @pytest.mark.parametrize("which", ["store", "cache"])
 def test_unwritable_directory_fails_before_training(tmp_path, which, monkeypatch, capsys):
-    from pipelines import REGISTRY
+    from deepsuite.common import registry
 
-    monkeypatch.setitem(REGISTRY, SYNTHETIC, "tests.support.synthetic:SyntheticPipeline")
+    monkeypatch.setitem(registry._extra, SYNTHETIC, "tests.support.synthetic:SyntheticPipeline")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     args = [*SMOKE, "--store", str(blocker / "mlruns")] if which == "store" else \

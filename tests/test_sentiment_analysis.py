@@ -9,7 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 from tests.support.cli import run_cli
 from tests.support.serving import json_lines, same_answers, scoring_server, without
 
@@ -20,7 +20,7 @@ SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
 def vader_available():
     """Only the tests that read VADER's sentences ask for it: the CSV, architecture and n-gram tests need no
     download and run offline."""
-    from pipelines.sentiment_analysis.data import load_vader
+    from deepsuite.pipelines.sentiment_analysis.data import load_vader
 
     try:
         load_vader("movie_reviews")  # fills the session cache once, so the CLI runs below start offline
@@ -145,9 +145,9 @@ def test_each_architecture_trains_saves_and_reloads(kind, tmp_path):
     """Raw strings in (TensorFlow backend), same predictions after a .keras round trip."""
     import keras
 
-    from pipelines.sentiment_analysis.config import SentimentConfig
-    from pipelines.sentiment_analysis.model import build_classifier
-    from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
+    from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig
+    from deepsuite.pipelines.sentiment_analysis.model import build_classifier
+    from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
 
     texts = ["a fine warm film", "dull and awful", "fine acting", "awful dull plot", "", "warm"] * 4
     labels = np.array([1, 0, 1, 0, 0, 1] * 4)
@@ -172,10 +172,10 @@ def test_character_ngrams_score_unseen_word_forms_and_survive_reload(tmp_path):
     """model.char_ngrams: a word missing from the vocabulary still counts through its character n-grams."""
     import keras
 
-    from pipelines.sentiment_analysis.config import SentimentConfig
-    from pipelines.sentiment_analysis.model import build_classifier
-    from pipelines.sentiment_analysis.pipeline import _char_ngram_ratios
-    from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
+    from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig
+    from deepsuite.pipelines.sentiment_analysis.model import build_classifier
+    from deepsuite.pipelines.sentiment_analysis.pipeline import _char_ngram_ratios
+    from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
 
     texts = ["a wonderful warm film", "dreadful and dull", "wonderful acting", "dreadful plot", "warm", "dull"] * 4
     labels = np.array([1, 0, 1, 0, 1, 0] * 4)

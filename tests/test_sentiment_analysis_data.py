@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.config import validate
-from common.errors import ConfigError, DataError
-from pipelines.sentiment_analysis import data as text_data
-from pipelines.sentiment_analysis.config import SentimentConfig, TextData
-from pipelines.sentiment_analysis.evaluation import binary_metrics, roc_auc
-from pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, hashed_ngrams, tokenize
+from deepsuite.common.config import validate
+from deepsuite.common.errors import ConfigError, DataError
+from deepsuite.pipelines.sentiment_analysis import data as text_data
+from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig, TextData
+from deepsuite.pipelines.sentiment_analysis.evaluation import binary_metrics, roc_auc
+from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, hashed_ngrams, tokenize
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_python_tokeniser_matches_text_vectorization(movies):
 
 
 def test_ngram_hashing_matches_the_model_layer():
-    from pipelines.sentiment_analysis.layers import NaiveBayesNGrams
+    from deepsuite.pipelines.sentiment_analysis.layers import NaiveBayesNGrams
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5000, size=(16, 30)).astype(np.int32)
@@ -178,7 +178,7 @@ def test_binary_metrics_and_roc_auc_by_pair_counting():
 def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
     import os
 
-    from pipelines.sentiment_analysis.pipeline import _expand_inputs
+    from deepsuite.pipelines.sentiment_analysis.pipeline import _expand_inputs
 
     with pytest.raises(DataError, match="input 2 is not valid UTF-8"):
         _expand_inputs(["fine", os.fsdecode(b"caf\xe9 au lait")])  # how argv carries bytes that are not UTF-8
@@ -191,7 +191,7 @@ def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
 
 
 def test_ngram_branch_binary_counts_each_gram_once_and_prior_starts_at_naive_bayes():
-    from pipelines.sentiment_analysis.layers import NaiveBayesNGrams
+    from deepsuite.pipelines.sentiment_analysis.layers import NaiveBayesNGrams
 
     ids = np.array([[5, 6, 5, 6, 5, 0], [7, 0, 0, 0, 0, 0]], dtype=np.int32)  # "a b a b a": repeated uni/bi-grams
     ratios = np.random.default_rng(1).normal(size=10 + 2 * 64).astype("float32")

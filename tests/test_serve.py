@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data import labeled_images
-from common.ui import free_port
+from deepsuite.common.data import labeled_images
+from deepsuite.app.ui import free_port
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.ui_runs import start_cli, two_finished_runs

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from common.ui import free_port
+from deepsuite.app.ui import free_port
 from tests.support.cli import run_cli
 from tests.support.data import needs_fashion_mnist
 from tests.support.ui_runs import start_cli

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from common import predict
-from common.errors import ConfigError, DataError
+from deepsuite.app import invoke as predict
+from deepsuite.common.errors import ConfigError, DataError
 from tests.support.data import needs_tiny_shakespeare
 from tests.support.cli import SHARED_DATA, run_cli
 from tests.support.serving import json_lines, same_answers, scoring_server, without

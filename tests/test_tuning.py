@@ -7,7 +7,7 @@ import socket
 import pytest
 from PIL import Image
 
-from common.data import labeled_images
+from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.store import client_for
@@ -135,8 +135,8 @@ def test_unknown_tuner_is_one_line_and_fails_the_parent_run(tmp_path):
      1),
 ])
 def test_bad_search_fails_the_parent_run_with_the_reason(workdir, monkeypatch, change, message, trials):
-    from common.errors import ConfigError
-    from tuning.search import SearchOptions, run_search
+    from deepsuite.common.errors import ConfigError
+    from deepsuite.tuning.search import SearchOptions, run_search
 
     # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; scope it to this test (later CLI runs inherit env)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir}/mlruns/mlflow.db")

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 def start_cli(args, cwd, log):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env, stdout=log,
+    return subprocess.Popen([sys.executable, "-m", "deepsuite.app.cli", *args], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -90,7 +90,7 @@ def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
 
 def faulty_pipeline():
     """Image classification whose 3rd model diverges (NaN loss) and whose 5th is a bad combination."""
-    from pipelines.image_classification.pipeline import ImageClassificationPipeline
+    from deepsuite.pipelines.image_classification.pipeline import ImageClassificationPipeline
 
     class FaultyImageClassification(ImageClassificationPipeline):
         builds = 0
@@ -115,7 +115,7 @@ def rss_mb() -> float:
 
 
 def test_failing_trials_are_recorded_and_memory_does_not_grow(tmp_path, monkeypatch):
-    from tuning.search import SearchOptions, run_search
+    from deepsuite.tuning.search import SearchOptions, run_search
 
     monkeypatch.chdir(tmp_path)
     # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; scope it to this test (later CLI runs inherit env)

@@ -7,14 +7,13 @@ import math
 import keras_tuner as kt
 import pytest
 
-from common import registry
-from pipelines import REGISTRY
-from common.config import resolve
-from common.errors import ConfigError
-from tuning.progress import Progress, duration
-from tuning.search import SearchOptions, resolve_objective, search_name
-from tuning.space import SearchSpace, parse_pins
-from tuning.tuners import check_tuner, hyperband_trials, make_oracle
+from deepsuite.common import registry
+from deepsuite.common.config import resolve
+from deepsuite.common.errors import ConfigError
+from deepsuite.tuning.progress import Progress, duration
+from deepsuite.tuning.search import SearchOptions, resolve_objective, search_name
+from deepsuite.tuning.space import SearchSpace, parse_pins
+from deepsuite.tuning.tuners import check_tuner, hyperband_trials, make_oracle
 
 IC = registry.get("image-classification")
 
@@ -34,7 +33,7 @@ def test_declared_space_is_the_pipelines_with_pins_fixed():
     assert config.model.dropout == 0.2 and config.model.widths == [16, 32]   # smoke's 8 is not in the space
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", registry.names())
 def test_the_spaces_defaults_are_the_recipe_so_the_first_trial_is_the_preset(name):
     pipeline = registry.get(name)
     base = resolve(pipeline.config_cls, pipeline.presets, "default")
@@ -75,7 +74,9 @@ def test_pipeline_without_a_space_is_an_empty_space():
 
     base = resolve(IC.config_cls, IC.presets, "smoke")
     with pytest.raises(ConfigError, match="empty search space: pipeline 'image-classification' defines no"):
-        SearchSpace(NoSpace(), base).declare()
+        no_space = NoSpace()
+        no_space.name = IC.name  # the registry names the instances it makes
+        SearchSpace(no_space, base).declare()
 
 
 def test_unknown_tuner_and_objective_names():

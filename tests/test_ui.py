@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from common.ui import free_port, port_is_free
+from deepsuite.app.ui import free_port, port_is_free
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
 from tests.support.ui_runs import ARTIFACTS, RUN_NAMES, start_cli, two_finished_runs

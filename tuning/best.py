@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from common import runner
-from common.config import to_yaml
-from common.errors import DeepsuiteError
-from common.tracking import Tracker
-from tuning.hypermodel import PipelineHyperModel, TrialContext
-from tuning.progress import format_values
-from tuning.space import trial_values
-from tuning.trials import failure_reason
-from tuning.tuners import fresh_session, weights_only_restore
+from deepsuite.common import runner
+from deepsuite.common.config import to_yaml
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.tracking import Tracker
+from deepsuite.tuning.hypermodel import PipelineHyperModel, TrialContext
+from deepsuite.tuning.progress import format_values
+from deepsuite.tuning.space import trial_values
+from deepsuite.tuning.trials import failure_reason
+from deepsuite.tuning.tuners import fresh_session, weights_only_restore
 
 
 @dataclass
@@ -60,7 +60,7 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
 def finalize(tuner, oracle, hypermodel: PipelineHyperModel, tracker: Tracker, project_dir: Path, alias: str,
              search_name: str, echo: Callable[[str], None]) -> BestModel:
     pipeline, objective = hypermodel.pipeline, hypermodel.objective
-    from tuning.tuners import best_completed
+    from deepsuite.tuning.tuners import best_completed
 
     best = best_completed(oracle)
     if best is None:

@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Callable
 
-from common.errors import ConfigError, DeepsuiteError
+from deepsuite.common.errors import ConfigError, DeepsuiteError
 
 ENV_KEYS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 

@@ -1,6 +1,6 @@
 """The keras_tuner.HyperModel over any pipeline: hp -> config -> build_model -> runner.fit_model.
 
-Every trial is fitted by `common.runner.fit_model`, the suite's only fit path, so a trial stops on a NaN
+Every trial is fitted by `deepsuite.common.runner.fit_model`, the suite's only fit path, so a trial stops on a NaN
 loss, stops early on its validation metric, backs itself up for a mid-trial resume and logs each epoch
 to its MLflow run exactly like `deepsuite run`. The data is loaded once per search and shared by all
 trials; each build starts from a cleared Keras session (the tuner clears it) with the trial's seed and
@@ -17,9 +17,9 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from common.config import RunConfig
-from common.pipeline import Pipeline, Splits
-from tuning.space import SearchSpace
+from deepsuite.common.config import RunConfig
+from deepsuite.common.pipeline import Pipeline, Splits
+from deepsuite.tuning.space import SearchSpace
 
 
 class ObjectiveMissing(kt.errors.FatalError):
@@ -31,7 +31,7 @@ class TrialContext:
     """What a running trial logs to: its MLflow run, its work folder, its timings."""
 
     trial_id: str
-    tracker: Any                     # common.tracking.Tracker with the trial's child run active
+    tracker: Any                     # deepsuite.common.tracking.Tracker with the trial's child run active
     work_dir: Path
     logged_steps: set[int] = field(default_factory=set)   # epochs already in the run (a resumed trial)
     fit_seconds: float = 0.0
@@ -102,7 +102,7 @@ class PipelineHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Fit through runner.fit_model; return {objective: best epoch value} for the oracle."""
-        from common.runner import fit_model
+        from deepsuite.common.runner import fit_model
 
         trial = self.trial
         if trial is None:
@@ -141,7 +141,7 @@ class ObjectiveGuard(keras.callbacks.Callback):
 
 
 def precision_policy(mixed: bool, device: str) -> str:
-    """float16 compute on GPUs, bfloat16 elsewhere (what common.backend.configure chooses)."""
+    """float16 compute on GPUs, bfloat16 elsewhere (what deepsuite.common.backend.configure chooses)."""
     if not mixed:
         return "float32"
     return "mixed_float16" if device != "cpu" else "mixed_bfloat16"

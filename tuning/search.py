@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from common import backend, registry
-from common.config import RunConfig, flatten, parse_set, resolve
-from common.errors import ConfigError, DeepsuiteError
-from common.pipeline import Pipeline
-from common.tracking import PIPELINE_TAG, Tracker
-from tuning import distributed
-from tuning.space import SearchSpace, parse_pins
-from tuning.trials import KIND_TAG, SEARCH_TAG
+from deepsuite.common import backend, registry
+from deepsuite.common.config import RunConfig, flatten, parse_set, resolve
+from deepsuite.common.errors import ConfigError, DeepsuiteError
+from deepsuite.common.pipeline import Pipeline
+from deepsuite.common.tracking import PIPELINE_TAG, Tracker
+from deepsuite.tuning import distributed
+from deepsuite.tuning.space import SearchSpace, parse_pins
+from deepsuite.tuning.trials import KIND_TAG, SEARCH_TAG
 
 DEFAULT_MAX_TRIALS = 10
 
@@ -68,7 +68,7 @@ class SearchResult:
     search_name: str
     parent_run_id: str
     project_dir: Path
-    best: object | None = None          # tuning.best.BestModel
+    best: object | None = None          # deepsuite.tuning.best.BestModel
     trials_run: int = 0
 
 
@@ -127,7 +127,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
     project_dir = Path(options.store) / "tuning" / pipeline.name / name
     search_tags = {KIND_TAG: "search", SEARCH_TAG: name, PIPELINE_TAG: pipeline.name}
     if options.distributed == "worker":
-        from tuning.worker import run_worker
+        from deepsuite.tuning.worker import run_worker
 
         return run_worker(options, pipeline, base, set_keys, name, tracker, experiment, project_dir, echo,
                           on_trial_end)
@@ -162,7 +162,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
             tuner.search(verbose=0)
         finally:
             gc.unfreeze()
-        from tuning.best import finalize
+        from deepsuite.tuning.best import finalize
 
         best = finalize(tuner, oracle, tuner.hypermodel, tracker, project_dir, options.alias, name, echo)
         _print_best(best, pipeline, echo)
@@ -188,10 +188,10 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
 def _prepare(options, pipeline, base, set_keys, name, tracker, experiment, project_dir, parent_id, device, echo,
              on_trial_end):
     """Check the request, log the search's definition, and build the tuner (reloading its project)."""
-    from tuning.hypermodel import PipelineHyperModel
-    from tuning.progress import Progress
-    from tuning.trials import TrialRuns
-    from tuning.tuners import check_tuner, make_oracle, make_tuner, planned_trials
+    from deepsuite.tuning.hypermodel import PipelineHyperModel
+    from deepsuite.tuning.progress import Progress
+    from deepsuite.tuning.trials import TrialRuns
+    from deepsuite.tuning.tuners import check_tuner, make_oracle, make_tuner, planned_trials
 
     check_tuner(options.tuner)
     objective, direction = resolve_objective(pipeline, options.objective, options.direction)
@@ -246,12 +246,12 @@ def load_data_once(hypermodel, echo: Callable[[str], None]) -> None:
 
 def _user_error(exc: BaseException, options: SearchOptions) -> BaseException:
     """Keras Tuner's own errors, said in the suite's terms (one line for the CLI)."""
-    from tuning.hypermodel import ObjectiveMissing
+    from deepsuite.tuning.hypermodel import ObjectiveMissing
 
     if isinstance(exc, ObjectiveMissing):
         return ConfigError(str(exc))
     if isinstance(exc, RuntimeError) and "consecutive failures" in str(exc):
-        from tuning.trials import failure_reason
+        from deepsuite.tuning.trials import failure_reason
 
         last = failure_reason(str(exc).split("\n", 1)[1] if "\n" in str(exc) else "")
         return DeepsuiteError(f"search stopped: {options.max_failures} trials failed in a row (last: {last}); "

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.config import RunConfig, parse_set
-from common.errors import ConfigError
-from common.pipeline import Pipeline
+from deepsuite.common.config import RunConfig, parse_set
+from deepsuite.common.errors import ConfigError
+from deepsuite.common.pipeline import Pipeline
 
 PRECISION_HP = "train.mixed_precision"
 

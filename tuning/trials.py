@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from common.config import flatten
-from common.tracking import PIPELINE_TAG, RUN_STATUS_TAG, Tracker
-from tuning.hypermodel import PipelineHyperModel, TrialContext
-from tuning.progress import Progress, format_values
-from tuning.space import trial_values
+from deepsuite.common.config import flatten
+from deepsuite.common.tracking import PIPELINE_TAG, RUN_STATUS_TAG, Tracker
+from deepsuite.tuning.hypermodel import PipelineHyperModel, TrialContext
+from deepsuite.tuning.progress import Progress, format_values
+from deepsuite.tuning.space import trial_values
 
 KIND_TAG = "deepsuite.kind"            # "search" on the parent, "trial" on each child
 SEARCH_TAG = "deepsuite.search"        # the search's name (same command -> same name -> resume)
@@ -144,7 +144,7 @@ class TrialRuns:
     def report(self, oracle, trial) -> None:
         """After each ended trial: the best value so far on the parent run, and the progress line."""
         failed = trial.status != "COMPLETED" or trial.score is None or not math.isfinite(trial.score)
-        from tuning.tuners import best_completed
+        from deepsuite.tuning.tuners import best_completed
 
         best = best_completed(oracle)
         best_value = best.score if best else None

@@ -23,7 +23,7 @@ from keras_tuner.src import backend as kt_backend
 from keras_tuner.src import config as kt_config
 from keras_tuner.src import utils as kt_utils
 
-from common.errors import ConfigError, DeepsuiteError
+from deepsuite.common.errors import ConfigError, DeepsuiteError
 
 TUNERS = ("random", "bayesian", "hyperband")
 kt_config.DEBUG = False  # failed trials: the reason goes to the progress line, the traceback to MLflow
@@ -125,7 +125,7 @@ class ReportingOracle:
 class StartsFromDefaults:
     """The search's first trial takes every hyperparameter's default instead of a random draw.
 
-    The pipelines' spaces default to the base config's values (common.config.recipe_default), so the
+    The pipelines' spaces default to the base config's values (deepsuite.common.config.recipe_default), so the
     first trial is the recipe being tuned (the preset plus --set): the search starts from the known
     point and explores around it. Later trials are the oracle's own (random, Bayesian, Hyperband).
     """

@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from common.errors import DeepsuiteError
-from common.tracking import PIPELINE_TAG, Tracker
-from tuning import distributed
-from tuning.space import SearchSpace, parse_pins
-from tuning.trials import KIND_TAG, SEARCH_TAG
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.tracking import PIPELINE_TAG, Tracker
+from deepsuite.tuning import distributed
+from deepsuite.tuning.space import SearchSpace, parse_pins
+from deepsuite.tuning.trials import KIND_TAG, SEARCH_TAG
 
 
 def run_worker(options, pipeline, base, set_keys, name: str, tracker: Tracker, experiment: str, project_dir: Path,
                echo: Callable[[str], None], on_trial_end=None):
-    from tuning.search import DEFAULT_MAX_TRIALS, SearchResult, resolve_objective
+    from deepsuite.tuning.search import DEFAULT_MAX_TRIALS, SearchResult, resolve_objective
 
     distributed.require_grpc()
     host, port = distributed.parse_address(options.chief)
@@ -39,11 +39,11 @@ def run_worker(options, pipeline, base, set_keys, name: str, tracker: Tracker, e
     worker_id = options.worker_id or distributed.default_worker_id()
     distributed.set_role("worker", host, port, worker_id)
 
-    from common import backend
-    from tuning.hypermodel import PipelineHyperModel
-    from tuning.progress import Progress
-    from tuning.trials import TrialRuns
-    from tuning.tuners import check_tuner, make_oracle, make_tuner
+    from deepsuite.common import backend
+    from deepsuite.tuning.hypermodel import PipelineHyperModel
+    from deepsuite.tuning.progress import Progress
+    from deepsuite.tuning.trials import TrialRuns
+    from deepsuite.tuning.tuners import check_tuner, make_oracle, make_tuner
 
     check_tuner(options.tuner)
     objective, direction = resolve_objective(pipeline, options.objective, options.direction)
@@ -59,7 +59,7 @@ def run_worker(options, pipeline, base, set_keys, name: str, tracker: Tracker, e
     echo(f"{worker_id}: joined search {name} (MLflow run {parent.info.run_id}) at {host}:{port}")
     tuner = make_tuner(options.tuner, runs, oracle, hypermodel, project_dir.parent, project_dir.name)
     try:
-        from tuning.search import load_data_once
+        from deepsuite.tuning.search import load_data_once
 
         load_data_once(hypermodel, echo)
         tuner.search(verbose=0)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 CACHE_ENV = "DEEPSUITE_CACHE_DIR"
 

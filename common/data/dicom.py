@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 DECODER_HINT = ("install a decoder for it: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "

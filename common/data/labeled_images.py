@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.cache import array_digest, cached_arrays
-from common.data.idx import read_idx
-from common.data.images import load_class_folders
-from common.data.sources import Source, first_available
-from common.errors import DataError
+from deepsuite.common.data.cache import array_digest, cached_arrays
+from deepsuite.common.data.idx import read_idx
+from deepsuite.common.data.images import load_class_folders
+from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -135,7 +135,7 @@ def _keras(name: str) -> Source:
 
 def _tfds(name: str, data_dir: str | None, download: bool) -> Source:
     def load_tfds() -> dict[str, np.ndarray]:
-        from common.data.tfds_source import load_tfds_supervised
+        from deepsuite.common.data.tfds_source import load_tfds_supervised
 
         arrays = load_tfds_supervised(name, data_dir=data_dir, download=download)
         if "train_x" not in arrays or "test_x" not in arrays:

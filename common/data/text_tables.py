@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", "")
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 
 def load_tfds_supervised(name: str, data_dir: str | None = None, download: bool = True) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipelines.image_classification.config import CnnModel
+from deepsuite.pipelines.image_classification.config import CnnModel
 
 
 def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: CnnModel) -> keras.Model:

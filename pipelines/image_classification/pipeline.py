@@ -5,18 +5,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common import reports
-from common.data import labeled_images
-from common.data.images import read_image
-from common.errors import DataError
-from common.metrics import classification_metrics
-from common.pipeline import DatasetInfo, Evaluation, Pipeline, Split, Splits, to_numpy
-from common.training import optimizer, steps_per_epoch
-from pipelines.image_classification import config as cfg
+from deepsuite.common import reports
+from deepsuite.common.data import labeled_images
+from deepsuite.common.data.images import read_image
+from deepsuite.common.errors import DataError
+from deepsuite.common.metrics import classification_metrics
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, Pipeline, Split, Splits, to_numpy
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.image_classification import config as cfg
 
 
 class ImageClassificationPipeline(Pipeline):
-    name = "image-classification"
     description = "CNN image classifier (raw uint8 images in, class probabilities out)"
     config_cls = cfg.ImageClassificationConfig
     presets = cfg.PRESETS
@@ -41,7 +40,7 @@ class ImageClassificationPipeline(Pipeline):
                       Split(test_x, test_y), info)
 
     def build_model(self, config: cfg.ImageClassificationConfig, splits: Splits):
-        from pipelines.image_classification.model import build_cnn
+        from deepsuite.pipelines.image_classification.model import build_cnn
 
         num_classes = len(splits.info.metadata["class_names"])
         model = build_cnn(tuple(splits.train.x.shape[1:]), num_classes, config.model)
@@ -54,7 +53,7 @@ class ImageClassificationPipeline(Pipeline):
         return model
 
     def fit_data(self, splits: Splits, config):
-        from common.pipeline import FitData
+        from deepsuite.common.pipeline import FitData
 
         if config.model.label_smoothing:
             n = len(splits.info.metadata["class_names"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.images import IMAGE_SUFFIXES, MAX_PIXELS
-from common.errors import DataError
+from deepsuite.common.data.images import IMAGE_SUFFIXES, MAX_PIXELS
+from deepsuite.common.errors import DataError
 
 SKIMAGE_TRAIN = ("astronaut.png", "brick.png", "cell.png", "chelsea.png", "coffee.png", "grass.png", "gravel.png",
                  "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "retina.jpg",
@@ -148,7 +148,7 @@ def load_training_images(source: str, channels: int, cache_dir: str | None) -> t
         images, names = read_skimage(SKIMAGE_TRAIN, channels)
         return images, names, f"skimage:{skimage_folder()}"
     if source == "fashion_mnist":
-        from common.data import labeled_images
+        from deepsuite.common.data import labeled_images
 
         data = labeled_images.load("fashion_mnist", cache_dir=cache_dir)
         images = [to_channels(x.astype(np.float32) / 255.0, channels) for x in data.train_x]

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.metrics_image import psnr, ssim
-from pipelines.image_denoising.config import NoiseConfig
-from pipelines.image_denoising.noise import add_noise
-from pipelines.image_denoising.tiling import denoise_any_channels
+from deepsuite.common.metrics_image import psnr, ssim
+from deepsuite.pipelines.image_denoising.config import NoiseConfig
+from deepsuite.pipelines.image_denoising.noise import add_noise
+from deepsuite.pipelines.image_denoising.tiling import denoise_any_channels
 
 TEST_NOISE_STREAM = 104729  # keeps test noise independent of training/validation noise
 

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.errors import DataError
-from pipelines.image_denoising.data import decode_image, probe_image
-from pipelines.image_denoising.tiling import check_tiling, denoise_any_channels
+from deepsuite.common.errors import DataError
+from deepsuite.pipelines.image_denoising.data import decode_image, probe_image
+from deepsuite.pipelines.image_denoising.tiling import check_tiling, denoise_any_channels
 
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from pipelines.image_denoising.config import DenoiserModel
+from deepsuite.pipelines.image_denoising.config import DenoiserModel
 
 MAX_UNET_WIDTH = 512
 

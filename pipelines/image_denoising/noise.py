@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.image_denoising.config import NoiseConfig
+from deepsuite.pipelines.image_denoising.config import NoiseConfig
 
 
 def add_noise(clean: np.ndarray, noise: NoiseConfig, rng: np.random.Generator, blind: bool = False) -> np.ndarray:

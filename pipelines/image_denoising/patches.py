@@ -11,9 +11,9 @@ import math
 import keras
 import numpy as np
 
-from common.errors import DataError
-from pipelines.image_denoising.config import NoiseConfig
-from pipelines.image_denoising.noise import add_noise
+from deepsuite.common.errors import DataError
+from deepsuite.pipelines.image_denoising.config import NoiseConfig
+from deepsuite.pipelines.image_denoising.noise import add_noise
 
 
 def usable(images: list[np.ndarray], names: list[str], patch_size: int) -> tuple[list[np.ndarray], list[str], list[str]]:

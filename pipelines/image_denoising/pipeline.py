@@ -11,17 +11,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.data.cache import array_digest
-from common.errors import DataError
-from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits
-from common.training import optimizer
-from pipelines.image_denoising import config as cfg
-from pipelines.image_denoising import data as images_lib
-from pipelines.image_denoising.noise import describe
+from deepsuite.common.data.cache import array_digest
+from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits
+from deepsuite.common.training import optimizer
+from deepsuite.pipelines.image_denoising import config as cfg
+from deepsuite.pipelines.image_denoising import data as images_lib
+from deepsuite.pipelines.image_denoising.noise import describe
 
 
 class ImageDenoisingPipeline(Pipeline):
-    name = "image-denoising"
     description = "Residual CNN denoiser (U-Net or DnCNN/FFDNet-style), PSNR/SSIM vs non-local means"
     config_cls = cfg.DenoisingConfig
     presets = cfg.PRESETS
@@ -30,7 +29,7 @@ class ImageDenoisingPipeline(Pipeline):
     monitor_mode = "min"
 
     def load_data(self, config: cfg.DenoisingConfig) -> Splits:
-        from pipelines.image_denoising.patches import usable
+        from deepsuite.pipelines.image_denoising.patches import usable
 
         data = config.data
         train_images, train_names, source = images_lib.load_training_images(data.source, data.channels,
@@ -59,7 +58,7 @@ class ImageDenoisingPipeline(Pipeline):
                       Split(test_images, test_names), info)
 
     def build_model(self, config: cfg.DenoisingConfig, splits: Splits):
-        from pipelines.image_denoising.model import build_denoiser
+        from deepsuite.pipelines.image_denoising.model import build_denoiser
 
         model = build_denoiser(config.data.channels, config.model)
         steps = len(self._stream(splits, config))
@@ -67,14 +66,14 @@ class ImageDenoisingPipeline(Pipeline):
         return model
 
     def _stream(self, splits: Splits, config: cfg.DenoisingConfig):
-        from pipelines.image_denoising.patches import NoisyPatches
+        from deepsuite.pipelines.image_denoising.patches import NoisyPatches
 
         data = config.data
         return NoisyPatches(splits.train.x, data.patch_size, config.train.batch_size, data.patches_per_epoch,
                             config.noise, config.seed, data.augment)
 
     def fit_data(self, splits: Splits, config: cfg.DenoisingConfig) -> FitData:
-        from pipelines.image_denoising.patches import fixed_patches, usable
+        from deepsuite.pipelines.image_denoising.patches import fixed_patches, usable
 
         data = config.data
         val_images, _, _ = usable(splits.val.x, [str(i) for i in range(len(splits.val.x))], data.patch_size)
@@ -82,7 +81,7 @@ class ImageDenoisingPipeline(Pipeline):
         return FitData(self._stream(splits, config), validation_data=validation)
 
     def evaluate(self, model, splits: Splits, config: cfg.DenoisingConfig) -> Evaluation:
-        from pipelines.image_denoising import evaluation as ev
+        from deepsuite.pipelines.image_denoising import evaluation as ev
 
         settings = config.evaluation
         results = ev.evaluate_images(model, splits.test.x, splits.test.y, config.noise, config.seed,
@@ -115,7 +114,7 @@ class ImageDenoisingPipeline(Pipeline):
         return cfg.search_space(hp, config)
 
     def denoise(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        from pipelines.image_denoising.files import denoise_files
+        from deepsuite.pipelines.image_denoising.files import denoise_files
 
         return denoise_files(model, metadata, list(options.get("inputs") or []), options.get("output"),
                              int(options.get("tile") or 256), int(options.get("overlap") or 0))

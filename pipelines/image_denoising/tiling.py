@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from common.errors import DeepsuiteError
+from deepsuite.common.errors import DeepsuiteError
 
 TILE_BATCH = 4  # tiles per model call: bounded memory, fewer calls
 
@@ -52,7 +52,7 @@ def pad_to_multiple(batch: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def run_model(model, batch: np.ndarray, multiple: int) -> np.ndarray:
-    from common.pipeline import to_numpy
+    from deepsuite.common.pipeline import to_numpy
 
     h, w = batch.shape[1:3]
     out = to_numpy(model.predict_on_batch(pad_to_multiple(batch.astype(np.float32), multiple)))

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig, recipe_default
+from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 # Kermany et al. file names: IM-0115-0001.jpeg, NORMAL2-IM-1427-0001.jpeg, person1_bacteria_1.jpeg
 KERMANY_PATIENT_PATTERN = r"^(NORMAL2-IM-\d+|IM-\d+|person\d+)"

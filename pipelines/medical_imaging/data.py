@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import medmnist
-from common.data.cache import array_digest, cached_arrays
-from common.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-from common.data.images import IMAGE_SUFFIXES, read_image
-from common.errors import ConfigError, DataError
-from pipelines.medical_imaging.config import MedicalData
+from deepsuite.common.data import medmnist
+from deepsuite.common.data.cache import array_digest, cached_arrays
+from deepsuite.common.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
+from deepsuite.common.data.images import IMAGE_SUFFIXES, read_image
+from deepsuite.common.errors import ConfigError, DataError
+from deepsuite.pipelines.medical_imaging.config import MedicalData
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FOLDER_SIZE = (64, 64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import metrics_binary as mb
+from deepsuite.common import metrics_binary as mb
 
 
 def _plt():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.medical_imaging.model import LAST_CONV, LOGITS, PREPROCESSED, classifiers_of
+from deepsuite.pipelines.medical_imaging.model import LAST_CONV, LOGITS, PREPROCESSED, classifiers_of
 
 
 class GradCam:

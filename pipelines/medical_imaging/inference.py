@@ -6,15 +6,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.errors import DataError
-from common.pipeline import to_numpy
-from pipelines.medical_imaging.data import centre_square, read_display_image, read_medical_image
+from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import to_numpy
+from deepsuite.pipelines.medical_imaging.data import centre_square, read_display_image, read_medical_image
 
 OVERLAY_SIZE = 512  # Grad-CAM PNGs are drawn over the centre square of the input, at most this wide
 
 
 def predict_files(model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-    from pipelines.medical_imaging.gradcam import GradCam, overlay
+    from deepsuite.pipelines.medical_imaging.gradcam import GradCam, overlay
 
     if not inputs:
         raise DataError("predict needs at least one image file (DICOM, PNG or JPEG)")

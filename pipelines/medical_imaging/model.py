@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from pipelines.medical_imaging.config import MedicalModel
+from deepsuite.pipelines.medical_imaging.config import MedicalModel
 
 CLASSIFIER = "classifier"
 PREPROCESSED = "preprocessed"

@@ -11,15 +11,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.errors import ConfigError, DataError
-from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits, to_numpy
-from common.training import optimizer, steps_per_epoch
-from pipelines.medical_imaging import config as cfg
-from pipelines.medical_imaging import data as medical_data
+from deepsuite.common.errors import ConfigError, DataError
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits, to_numpy
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.medical_imaging import config as cfg
+from deepsuite.pipelines.medical_imaging import data as medical_data
 
 
 class MedicalImagingPipeline(Pipeline):
-    name = "medical-imaging"
     description = "chest X-ray pneumonia CNN with ROC-AUC, sensitivity/specificity and Grad-CAM (raw pixels in)"
     config_cls = cfg.MedicalImagingConfig
     presets = cfg.PRESETS
@@ -57,7 +56,7 @@ class MedicalImagingPipeline(Pipeline):
     def build_model(self, config: cfg.MedicalImagingConfig, splits: Splits):
         import keras
 
-        from pipelines.medical_imaging.model import build_model
+        from deepsuite.pipelines.medical_imaging.model import build_model
 
         num_classes = len(splits.info.metadata["class_names"])
         model = build_model(tuple(splits.train.x.shape[1:]), num_classes, config.model)
@@ -69,7 +68,7 @@ class MedicalImagingPipeline(Pipeline):
                                          "ema_momentum": config.train.ema_momentum})
         if config.model.ensemble_members > 1:
             # the training output holds every member's probabilities: each member is scored on its own
-            from pipelines.medical_imaging.model import EnsembleCrossentropy, ensemble_accuracy
+            from deepsuite.pipelines.medical_imaging.model import EnsembleCrossentropy, ensemble_accuracy
 
             loss = EnsembleCrossentropy(label_smoothing=config.model.label_smoothing)
             metrics = [keras.metrics.MeanMetricWrapper(ensemble_accuracy, name="accuracy")]
@@ -85,7 +84,7 @@ class MedicalImagingPipeline(Pipeline):
         weights = class_weights(splits.train.y, n, config.model.class_weight)
         validation = (splits.val.x, onehot[splits.val.y])
         if config.model.mixup > 0:
-            from pipelines.medical_imaging.data import MixupBatches
+            from deepsuite.pipelines.medical_imaging.data import MixupBatches
 
             batches = MixupBatches(splits.train.x, splits.train.y, n, config.train.batch_size, config.model.mixup,
                                    weights, config.seed)
@@ -98,7 +97,7 @@ class MedicalImagingPipeline(Pipeline):
     # -- evaluation ------------------------------------------------------------------------------
 
     def evaluate(self, model, splits: Splits, config: cfg.MedicalImagingConfig) -> Evaluation:
-        from pipelines.medical_imaging.report import evaluate_binary, evaluate_multiclass
+        from deepsuite.pipelines.medical_imaging.report import evaluate_binary, evaluate_multiclass
 
         meta = splits.info.metadata
         val_probs = to_numpy(model.predict(splits.val.x, batch_size=512, verbose=0))
@@ -117,7 +116,7 @@ class MedicalImagingPipeline(Pipeline):
     # -- inference -------------------------------------------------------------------------------
 
     def predict(self, model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        from pipelines.medical_imaging.inference import predict_files
+        from deepsuite.pipelines.medical_imaging.inference import predict_files
 
         return predict_files(model, inputs, metadata, options)
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from common import metrics_binary as mb
-from common import reports
-from common.metrics import classification_metrics
-from common.pipeline import Evaluation, Splits
-from pipelines.medical_imaging import figures
-from pipelines.medical_imaging.config import MedicalEvaluation
+from deepsuite.common import metrics_binary as mb
+from deepsuite.common import reports
+from deepsuite.common.metrics import classification_metrics
+from deepsuite.common.pipeline import Evaluation, Splits
+from deepsuite.pipelines.medical_imaging import figures
+from deepsuite.pipelines.medical_imaging.config import MedicalEvaluation
 
 
 def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np.ndarray,
@@ -88,7 +88,7 @@ def evaluate_multiclass(model, splits: Splits, test_probs: np.ndarray, config: M
 def gradcam_grid(model, images: np.ndarray, y: np.ndarray, predicted: np.ndarray, sureness: np.ndarray,
                  captions: list[str], per_group: int):
     """Grad-CAM of the predicted class for the surest correct and surest wrong test cases."""
-    from pipelines.medical_imaging.gradcam import GradCam, overlay
+    from deepsuite.pipelines.medical_imaging.gradcam import GradCam, overlay
 
     correct, wrong = np.flatnonzero(predicted == y), np.flatnonzero(predicted != y)
     picks = [*correct[np.argsort(-sureness[correct])][:per_group], *wrong[np.argsort(-sureness[wrong])][:per_group]]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from common.config import RunConfig, Section, TrainConfig, recipe_default
+from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class RatingsData(Section):

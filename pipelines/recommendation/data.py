@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.cache import cache_root, ensure_writable
-from common.data.sources import Source, first_available
-from common.errors import DataError
+from deepsuite.common.data.cache import cache_root, ensure_writable
+from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.errors import DataError
 
 RECBOLE = "recbole==1.2.1"
 RECBOLE_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{}"
@@ -121,7 +121,7 @@ def apply_duplicate_policy(ratings: Ratings, policy: str) -> Ratings:
 
 
 def _recbole_ml100k(cache_dir: str | None, download: bool) -> Ratings:
-    from common.data.pypi_artifact import fetch_artifact, pypi_file
+    from deepsuite.common.data.pypi_artifact import fetch_artifact, pypi_file
 
     root = cache_root(cache_dir)
     if not download:

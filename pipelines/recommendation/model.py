@@ -16,8 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from pipelines.recommendation.config import RecommenderModel
-from pipelines.recommendation.layers import IdLookup, InBatchSoftmax, L2Penalty, RatingRange
+from deepsuite.pipelines.recommendation.config import RecommenderModel
+from deepsuite.pipelines.recommendation.layers import IdLookup, InBatchSoftmax, L2Penalty, RatingRange
 
 
 def id_inputs(user_vocab: np.ndarray, item_vocab: np.ndarray, string_ids: bool):

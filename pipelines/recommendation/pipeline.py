@@ -11,23 +11,22 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.data.cache import array_digest
-from common.errors import DataError
-from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, to_numpy
-from common.training import optimizer, steps_per_epoch
-from pipelines.recommendation import config as cfg
-from pipelines.recommendation import layers as _layers  # noqa: F401 - registers the custom layers for loading
-from pipelines.recommendation import report
-from pipelines.recommendation.ranking import (baseline_scorers, bias_baseline_rmse, evaluate_ranker,
+from deepsuite.common.data.cache import array_digest
+from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, to_numpy
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.recommendation import config as cfg
+from deepsuite.pipelines.recommendation import layers as _layers  # noqa: F401 - registers the custom layers for loading
+from deepsuite.pipelines.recommendation import report
+from deepsuite.pipelines.recommendation.ranking import (baseline_scorers, bias_baseline_rmse, evaluate_ranker,
                                               popularity_scorer)
-from pipelines.recommendation.splits import Catalogue, Interactions, RatingSplits, index_of
+from deepsuite.pipelines.recommendation.splits import Catalogue, Interactions, RatingSplits, index_of
 
 EXTRAS_FILE = "recommendation.json"
 PREDICT_BATCH = 65536
 
 
 class RecommendationPipeline(Pipeline):
-    name = "recommendation"
     description = "Recommender (biased MF, NeuMF or two-tower retrieval): raw user/item ids in, ratings or top-N out"
     config_cls = cfg.RecommendationConfig
     presets = cfg.PRESETS
@@ -38,8 +37,8 @@ class RecommendationPipeline(Pipeline):
     # -- data -------------------------------------------------------------------------------------
 
     def load_data(self, config: cfg.RecommendationConfig) -> RatingSplits:
-        from pipelines.recommendation.data import load_ratings
-        from pipelines.recommendation.splits import split_ratings
+        from deepsuite.pipelines.recommendation.data import load_ratings
+        from deepsuite.pipelines.recommendation.splits import split_ratings
 
         data = config.data
         ratings = load_ratings(data.source, data.items, data.duplicates, data.cache_dir, data.download)
@@ -64,7 +63,7 @@ class RecommendationPipeline(Pipeline):
     # -- model ------------------------------------------------------------------------------------
 
     def build_model(self, config: cfg.RecommendationConfig, splits: RatingSplits):
-        from pipelines.recommendation.model import build_recommender, compile_recommender, log_frequency, trained_rows
+        from deepsuite.pipelines.recommendation.model import build_recommender, compile_recommender, log_frequency, trained_rows
 
         cat = splits.catalogue
         fit = _fit_interactions(cat, config.model.kind)

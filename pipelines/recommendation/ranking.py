@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from common.metrics_ranking import rank_users, ranking_metrics
-from pipelines.recommendation.splits import Catalogue
+from deepsuite.common.metrics_ranking import rank_users, ranking_metrics
+from deepsuite.pipelines.recommendation.splits import Catalogue
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 

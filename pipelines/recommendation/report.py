@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.recommendation.ranking import RankingResult
-from pipelines.recommendation.splits import Catalogue
+from deepsuite.pipelines.recommendation.ranking import RankingResult
+from deepsuite.pipelines.recommendation.splits import Catalogue
 
 LABELS = {"model": "this model", "popularity": "most popular", "item_knn": "item-kNN", "ease": "EASE"}
 

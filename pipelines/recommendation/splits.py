@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import DataError
-from common.pipeline import Splits
-from pipelines.recommendation.data import Ratings
+from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import Splits
+from deepsuite.pipelines.recommendation.data import Ratings
 
 
 @dataclass

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from common.config import RunConfig, Section, TrainConfig, recipe_default
+from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
 class TextData(Section):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.pypi_artifact import pypi_file
-from common.data.sources import Source, first_available
-from common.data.text_tables import LabeledTexts, decode_text, read_class_folders, read_table
-from common.errors import DataError
+from deepsuite.common.data.pypi_artifact import pypi_file
+from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.data.text_tables import LabeledTexts, decode_text, read_class_folders, read_table
+from deepsuite.common.errors import DataError
 
 VADER = "vaderSentiment==3.3.2"
 VADER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -101,10 +101,10 @@ def load_vader(name: str, cache_dir: str | None = None) -> LabeledCorpus:
 
 def load_imdb(data) -> LabeledCorpus:
     """IMDB reviews (25k train / 25k test): TFDS `imdb_reviews` (raw text), else the Keras download."""
-    from common.data.cache import cached_arrays
+    from deepsuite.common.data.cache import cached_arrays
 
     def tfds_texts():
-        from common.data.tfds_source import load_tfds_supervised
+        from deepsuite.common.data.tfds_source import load_tfds_supervised
 
         arrays = load_tfds_supervised("imdb_reviews", data.tfds_data_dir, data.download)
         return {"train_x": [bytes(t).decode("utf-8") for t in arrays["train_x"]],

@@ -7,12 +7,12 @@ import io
 
 import numpy as np
 
-from common import reports
-from common.metrics_binary import log_loss, metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
+from deepsuite.common import reports
+from deepsuite.common.metrics_binary import log_loss, metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The shared confusion-matrix figures (common.metrics_binary) in sentiment's terms, plus macro F1
+    """The shared confusion-matrix figures (deepsuite.common.metrics_binary) in sentiment's terms, plus macro F1
     (positive and negative class alike) and log loss."""
     at = metrics_at(y_true, p_positive, threshold)
     negative_f1 = at["npv"] * at["specificity"] * 2 / (at["npv"] + at["specificity"]) \

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from pipelines.sentiment_analysis.vectorize import HASH_MULTIPLIER
+from deepsuite.pipelines.sentiment_analysis.vectorize import HASH_MULTIPLIER
 
 PACKAGE = "deepsuite.sentiment"
 

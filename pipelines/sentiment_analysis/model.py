@@ -18,8 +18,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from pipelines.sentiment_analysis.config import TextModel
-from pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesBag, NaiveBayesNGrams, PositionEmbedding
+from deepsuite.pipelines.sentiment_analysis.config import TextModel
+from deepsuite.pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesBag, NaiveBayesNGrams, PositionEmbedding
 
 
 def takes_raw_strings() -> bool:

@@ -14,16 +14,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common import reports
-from common.data.text_tables import decode_text
-from common.errors import ConfigError, DataError
-from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits, to_numpy
-from common.training import optimizer, steps_per_epoch
-from pipelines.sentiment_analysis import config as cfg
-from pipelines.sentiment_analysis import data as text_data
-from pipelines.sentiment_analysis import evaluation
-from pipelines.sentiment_analysis import layers as _custom_layers  # noqa: F401 - registers them for load_model
-from pipelines.sentiment_analysis.vectorize import (Vectorizer, build_vocabulary, nb_log_ratios, ratios_from_counts,
+from deepsuite.common import reports
+from deepsuite.common.data.text_tables import decode_text
+from deepsuite.common.errors import ConfigError, DataError
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits, to_numpy
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.sentiment_analysis import config as cfg
+from deepsuite.pipelines.sentiment_analysis import data as text_data
+from deepsuite.pipelines.sentiment_analysis import evaluation
+from deepsuite.pipelines.sentiment_analysis import layers as _custom_layers  # noqa: F401 - registers them for load_model
+from deepsuite.pipelines.sentiment_analysis.vectorize import (Vectorizer, build_vocabulary, nb_log_ratios, ratios_from_counts,
                                                     tokenize)
 
 
@@ -35,7 +35,6 @@ class TextSplit(Split):
 
 
 class SentimentAnalysisPipeline(Pipeline):
-    name = "sentiment-analysis"
     description = ("text polarity classifier (raw text in, P(positive) out): NB-weighted n-grams (default), "
                    "CNN, bi-GRU or transformer")
     config_cls = cfg.SentimentConfig
@@ -45,7 +44,7 @@ class SentimentAnalysisPipeline(Pipeline):
     monitor_mode = "max"
 
     def load_data(self, config: cfg.SentimentConfig) -> Splits:
-        from pipelines.sentiment_analysis.model import takes_raw_strings
+        from deepsuite.pipelines.sentiment_analysis.model import takes_raw_strings
 
         data = config.data
         corpus = text_data.load_corpus(data)
@@ -78,7 +77,7 @@ class SentimentAnalysisPipeline(Pipeline):
     def build_model(self, config: cfg.SentimentConfig, splits: Splits):
         import keras
 
-        from pipelines.sentiment_analysis.model import build_classifier
+        from deepsuite.pipelines.sentiment_analysis.model import build_classifier
 
         vocabulary = splits.info.metadata["vocabulary"]
         model_cfg = config.model
@@ -172,7 +171,7 @@ def _char_ngram_ratios(texts: list[str], labels, config: cfg.TextModel) -> tuple
     Counted by the model's own TextVectorization (so they match what it sees); n-grams holding a line break
     are dropped, since the vocabulary is saved one entry per line.
     """
-    from pipelines.sentiment_analysis.model import char_vectorizer
+    from deepsuite.pipelines.sentiment_analysis.model import char_vectorizer
 
     counter = char_vectorizer(config, name="char_counter")
     counter.adapt(np.array(texts, dtype=object), batch_size=512)

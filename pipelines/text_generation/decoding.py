@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from common.errors import DeepsuiteError
+from deepsuite.common.errors import DeepsuiteError
 
 
 def decoder_for(model):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from pipelines.text_generation.config import LanguageModel
+from deepsuite.pipelines.text_generation.config import LanguageModel
 
 
 def build_language_model(vocab_size: int, config: LanguageModel) -> keras.Model:

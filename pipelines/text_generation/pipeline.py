@@ -11,16 +11,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from common.errors import DataError
-from common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits
-from pipelines.text_generation import config as cfg
-from pipelines.text_generation import tokenizer as tok
+from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline, Split, Splits
+from deepsuite.pipelines.text_generation import config as cfg
+from deepsuite.pipelines.text_generation import tokenizer as tok
 
 EVAL_BATCH = 64
 
 
 class TextGenerationPipeline(Pipeline):
-    name = "text-generation"
     description = "character-level GPT (or LSTM) language model with greedy/temperature/top-k/top-p generation"
     config_cls = cfg.TextGenerationConfig
     presets = cfg.PRESETS
@@ -29,7 +28,7 @@ class TextGenerationPipeline(Pipeline):
     monitor_mode = "min"
 
     def load_data(self, config: cfg.TextGenerationConfig) -> Splits:
-        from pipelines.text_generation import data
+        from deepsuite.pipelines.text_generation import data
 
         corpus = data.load_corpus(config.data.source, config.data.cache_dir)
         parts = data.tokenize_and_split(corpus, config.data.tokenizer, config.data.val_fraction,
@@ -45,9 +44,9 @@ class TextGenerationPipeline(Pipeline):
     def build_model(self, config: cfg.TextGenerationConfig, splits: Splits):
         import keras
 
-        from common.training import optimizer
-        from pipelines.text_generation.metrics import Perplexity
-        from pipelines.text_generation.model import build_language_model, no_decay_names
+        from deepsuite.common.training import optimizer
+        from deepsuite.pipelines.text_generation.metrics import Perplexity
+        from deepsuite.pipelines.text_generation.model import build_language_model, no_decay_names
 
         model = build_language_model(splits.info.metadata["vocab_size"], config.model)
         opt = optimizer(config.train, config.data.steps_per_epoch)
@@ -60,7 +59,7 @@ class TextGenerationPipeline(Pipeline):
         return model
 
     def fit_data(self, splits: Splits, config: cfg.TextGenerationConfig) -> FitData:
-        from pipelines.text_generation.data import RandomWindows, SequentialWindows
+        from deepsuite.pipelines.text_generation.data import RandomWindows, SequentialWindows
 
         train = RandomWindows(splits.train.x, config.model.context, config.train.batch_size,
                               config.data.steps_per_epoch, config.seed)
@@ -68,8 +67,8 @@ class TextGenerationPipeline(Pipeline):
         return FitData(x=train, validation_data=val)
 
     def evaluate(self, model, splits: Splits, config: cfg.TextGenerationConfig) -> Evaluation:
-        from pipelines.text_generation.data import SequentialWindows
-        from pipelines.text_generation.metrics import Accumulator
+        from deepsuite.pipelines.text_generation.data import SequentialWindows
+        from deepsuite.pipelines.text_generation.metrics import Accumulator
 
         _drop_training_metrics(model)
         windows = SequentialWindows(splits.test.x, config.model.context, EVAL_BATCH, config.data.max_eval_tokens)
@@ -98,8 +97,8 @@ class TextGenerationPipeline(Pipeline):
         tok.from_dict(splits.info.metadata["tokenizer"]).save(export_dir)
 
     def generate(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        from pipelines.text_generation.decoding import decoder_for
-        from pipelines.text_generation.sampling import SamplingOptions, generate
+        from deepsuite.pipelines.text_generation.decoding import decoder_for
+        from deepsuite.pipelines.text_generation.sampling import SamplingOptions, generate
 
         sampling = SamplingOptions(float(_get(options, "temperature", 1.0)), _get(options, "top_k"),
                                    _get(options, "top_p"), _get(options, "seed"))
@@ -130,8 +129,8 @@ def prompt_tokens(tokenizer: tok.Tokenizer, prompt: str) -> np.ndarray:
 
 def samples_table(model, tokenizer: tok.Tokenizer, samples: cfg.SamplesReport) -> tuple[str, float]:
     """One sample per temperature from the same prompt and seed, as a plain-text table; and tokens/second."""
-    from pipelines.text_generation.decoding import decoder_for
-    from pipelines.text_generation.sampling import SamplingOptions, generate
+    from deepsuite.pipelines.text_generation.decoding import decoder_for
+    from deepsuite.pipelines.text_generation.sampling import SamplingOptions, generate
 
     decoder = decoder_for(model)
     prompt_ids = prompt_tokens(tokenizer, samples.prompt)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.errors import ConfigError
+from deepsuite.common.errors import ConfigError
 
 
 @dataclass(frozen=True)

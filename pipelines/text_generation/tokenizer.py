@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import DataError
+from deepsuite.common.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
 

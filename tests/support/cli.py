@@ -43,14 +43,14 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, backe
             hide_tensorflow: bool = False, timeout: float = 900) -> Result:
     full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
                 "PYTHONPATH": str(REPO), **(env or {})}
-    module = "tests.support.without_tensorflow" if hide_tensorflow else "common.cli"
+    module = "tests.support.without_tensorflow" if hide_tensorflow else "deepsuite.app.cli"
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def run_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> Result:
-    """`deepsuite ARGS` through `common.cli.main` in this process: the same parser, handlers and error
+    """`deepsuite ARGS` through `deepsuite.app.cli.main` in this process: the same parser, handlers and error
     lines as the subprocess, without a second interpreter start (for errors raised before any training).
 
     The process-wide state a command may set (the working folder, MLflow's tracking URI and its
@@ -59,8 +59,8 @@ def run_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> Result:
     """
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
-    from common import console
-    from common.cli import main
+    from deepsuite.app import console
+    from deepsuite.app.cli import main
 
     monkeypatch.setattr(console.filter_native_logs, "installed", True, raising=False)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)

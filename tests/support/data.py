@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.data.labeled_images import DEBIAN_FASHION_MNIST
+from deepsuite.common.data.labeled_images import DEBIAN_FASHION_MNIST
 from tests.support.cli import SHARED_DATA
 
 PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"

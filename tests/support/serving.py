@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.ui import free_port
+from deepsuite.app.ui import free_port
 from tests.support.ui_runs import start_cli
 
 TIMING = ("seconds",)  # wall-clock fields: the only ones two identical calls may disagree on

@@ -15,9 +15,9 @@ import sys
 import numpy as np
 from pydantic import Field
 
-from common.config import RunConfig, Section
-from common.metrics import classification_metrics
-from common.pipeline import DatasetInfo, Evaluation, Pipeline, Split, Splits, to_numpy
+from deepsuite.common.config import RunConfig, Section
+from deepsuite.common.metrics import classification_metrics
+from deepsuite.common.pipeline import DatasetInfo, Evaluation, Pipeline, Split, Splits, to_numpy
 
 NAME = "synthetic"
 
@@ -40,7 +40,6 @@ class SyntheticConfig(RunConfig):
 class SyntheticPipeline(Pipeline):
     """Three classes from a fixed random non-linear rule; an MLP learns it in a few epochs."""
 
-    name = NAME
     description = "generated 3-class data for the reliability tests"
     config_cls = SyntheticConfig
     presets = {
@@ -64,7 +63,7 @@ class SyntheticPipeline(Pipeline):
     def build_model(self, config: SyntheticConfig, splits: Splits):
         import keras
 
-        from common.training import optimizer, steps_per_epoch
+        from deepsuite.common.training import optimizer, steps_per_epoch
 
         inputs = keras.Input((config.data.features,))
         hidden = keras.layers.Dense(config.model.units, activation="relu")(inputs)
@@ -79,13 +78,13 @@ class SyntheticPipeline(Pipeline):
 
 
 def register() -> None:
-    from pipelines import REGISTRY
+    from deepsuite.common import registry
 
-    REGISTRY[NAME] = "tests.support.synthetic:SyntheticPipeline"
+    registry.register(NAME, "tests.support.synthetic:SyntheticPipeline")
 
 
 if __name__ == "__main__":
     register()
-    from common.cli import main
+    from deepsuite.app.cli import main
 
     sys.exit(main(sys.argv[1:]))

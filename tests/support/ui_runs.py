@@ -86,7 +86,7 @@ def start_cli(args: list[str], cwd: Path, backend: str = "tensorflow", hide_tens
     full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
                 "PYTHONUNBUFFERED": "1", **QUIET_SERVER_ENV, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    module = "tests.support.without_tensorflow" if hide_tensorflow else "common.cli"
+    module = "tests.support.without_tensorflow" if hide_tensorflow else "deepsuite.app.cli"
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=like_a_terminal)
     running = CliProcess(process)

@@ -20,7 +20,7 @@ class HideTensorFlow(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, HideTensorFlow())
 
 if __name__ == "__main__":
-    from common.cli import main
+    from deepsuite.app.cli import main
 
     code = main(sys.argv[1:])
     assert "tensorflow" not in sys.modules, "TensorFlow was imported despite being hidden"

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from common.errors import DeepsuiteError
-from common.ui import ML_VIEW
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.app.ui import ML_VIEW
 
 MAIN_METRIC_PREFIX = "test_"
 EXTRA_METRICS = ("fit_seconds",)
@@ -119,8 +119,8 @@ def compare(experiment: str, last: int = 5, tracking_uri: str | None = None, sto
     """Print the table of `experiment`'s last runs and the UI links; DeepsuiteError when there are none."""
     from rich.console import Console
 
-    from common import registry
-    from common.tracking import Tracker, recent_runs
+    from deepsuite.common import registry
+    from deepsuite.common.tracking import Tracker, recent_runs
 
     if last < 1:
         raise DeepsuiteError(f"--last {last}: give how many recent runs to compare (1 or more)")

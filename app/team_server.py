@@ -20,8 +20,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable
 
-from common.errors import DeepsuiteError
-from common.ui import LOOPBACK, NO_GENAI_JOBS, ensure_port_free, mlflow_cli, run_mlflow_server, url_for
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.app.ui import LOOPBACK, NO_GENAI_JOBS, ensure_port_free, mlflow_cli, run_mlflow_server, url_for
 
 SCHEMA_READY_TIMEOUT_S = 900.0  # creating the schema on a busy machine took over 3 minutes
 SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")

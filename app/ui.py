@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from common.errors import DeepsuiteError
+from deepsuite.common.errors import DeepsuiteError
 
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 180.0

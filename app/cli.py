@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from common.errors import DeepsuiteError
+from deepsuite.common.errors import DeepsuiteError
 
 EPILOG = """examples:
   deepsuite list
@@ -183,33 +183,33 @@ def _add_results_commands(sub) -> None:
 
 
 def cmd_ui(args) -> int:
-    from common.ui import start_ui
+    from deepsuite.app.ui import start_ui
 
     return start_ui(args.store, args.host, args.port, args.backend_store_uri, args.artifacts_destination,
                     args.workers)
 
 
 def cmd_compare(args) -> int:
-    from common.compare import compare
+    from deepsuite.app.compare import compare
 
     return compare(args.pipeline, args.last, args.tracking_uri, args.store, args.ui_url)
 
 
 def cmd_serve(args) -> int:
-    from common.serve import serve
+    from deepsuite.app.serve import serve
 
     return serve(args.model, args.host, args.port, args.tracking_uri, args.store)
 
 
 def cmd_server(args) -> int:
-    from common.team_server import start_server
+    from deepsuite.app.team_server import start_server
 
     return start_server(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers,
                         args.allowed_hosts)
 
 
 def cmd_list(args) -> int:
-    from common import registry
+    from deepsuite.common import registry
 
     for name in registry.names():
         pipeline = registry.get(name)
@@ -219,15 +219,15 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from common import config as config_lib
-    from common import registry
+    from deepsuite.common import config as config_lib
+    from deepsuite.common import registry
 
     pipeline = registry.get(args.pipeline)
     config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, args.config, args.overrides)
     if args.show_config:
         print(config_lib.to_yaml(config), end="")
         return 0
-    from common import runner
+    from deepsuite.common import runner
 
     resume = args.resume
     if resume == "last":
@@ -242,7 +242,7 @@ def cmd_run(args) -> int:
 
 def cmd_invoke(args) -> int:
     """predict / generate / recommend / denoise: load the exported model and ask its pipeline."""
-    from common import predict
+    from deepsuite.app import invoke as predict
 
     skip = {"handler", "command_name", "command", "model", "tracking_uri", "store", "debug", "json"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
@@ -262,7 +262,7 @@ def format_result(result: dict) -> str:
 
 
 def cmd_tune(args) -> int:
-    from tuning.search import SearchOptions, run_search
+    from deepsuite.tuning.search import SearchOptions, run_search
 
     run_search(SearchOptions.from_namespace(args))
     return 0
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not args.debug:
-        from common.console import filter_native_logs
+        from deepsuite.app.console import filter_native_logs
 
         filter_native_logs()
     try:

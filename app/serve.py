@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from common.errors import DeepsuiteError
-from common.ui import ensure_port_free, url_for
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.app.ui import ensure_port_free, url_for
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 COMMANDS = ("predict", "generate", "recommend", "denoise")
@@ -52,7 +52,7 @@ class ModelService:
     """One exported model and its pipeline; `answer(payload)` runs one request under a lock."""
 
     def __init__(self, target: str, tracking_uri: str | None, store: Path):
-        from common import predict, registry
+        from deepsuite.app import invoke as predict, registry
 
         self.folder = predict.locate_export(target, tracking_uri, store)
         self.model, self.metadata = predict.load_export(self.folder)
@@ -102,7 +102,7 @@ class ModelService:
 
 
 def _overrides(pipeline, command: str) -> bool:
-    from common.pipeline import Pipeline
+    from deepsuite.common.pipeline import Pipeline
 
     return getattr(type(pipeline), command) is not getattr(Pipeline, command)
 
@@ -120,7 +120,7 @@ def _infer_command(payload: dict) -> str:
 
 def _defaults(command: str) -> dict[str, Any]:
     """The option defaults of `deepsuite <command>`, read from the CLI parser (one source of truth)."""
-    from common.cli import build_parser
+    from deepsuite.app.cli import build_parser
 
     positional = ["INPUT"] if command in ("predict", "denoise") else []
     required = ["--user", "-"] if command == "recommend" else []

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from common.errors import DeepsuiteError
-from common.runner import EXPORT_DIR, METADATA_FILE
+from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.runner import EXPORT_DIR, METADATA_FILE
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
 MODEL_URI = re.compile(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))/?$")  # registry: name@alias or name/version
@@ -26,14 +26,14 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
         raise DeepsuiteError(f"{path} has no model.keras (expected an export folder from `deepsuite run`)")
     model_match = MODEL_URI.match(target)
     if model_match:  # models:/<name>@<alias> or models:/<name>/<version>: fetch the producing run's export
-        from common.tracking import Tracker
+        from deepsuite.common.tracking import Tracker
 
         tracker = Tracker(tracking_uri, store_dir)
         name, alias, version = model_match.groups()
         return tracker.download(tracker.model_version_run(name, alias=alias, version=version), EXPORT_DIR)
     match = RUN_ID.match(target)
     if match:
-        from common.tracking import Tracker
+        from deepsuite.common.tracking import Tracker
 
         tracker = Tracker(tracking_uri, store_dir)
         tracker.get_run(match.group(2))
@@ -58,7 +58,7 @@ def load_export(folder: Path) -> tuple[Any, dict]:
 
 def _import_pipeline(name: str | None) -> None:
     """Import the pipeline's module first: it registers the custom Keras layers its model may use."""
-    from common import registry
+    from deepsuite.common import registry
 
     if name:
         try:
@@ -76,7 +76,7 @@ def _import_pipeline(name: str | None) -> None:
 def invoke(command: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,
            store_dir: Path = Path("mlruns")) -> list[dict]:
     """Load the model behind `target` and call the pipeline's `command` (predict, generate, ...)."""
-    from common import registry
+    from deepsuite.common import registry
 
     folder = locate_export(target, tracking_uri, store_dir)
     model, metadata = load_export(folder)
