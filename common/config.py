@@ -35,6 +35,9 @@ class TrainConfig(Section):
     early_stopping_patience: int = Field(5, ge=0, description="epochs without val improvement; 0 disables")
     clipnorm: float | None = Field(None, gt=0)
     mixed_precision: bool = False
+    ema_momentum: float = Field(0.0, ge=0, lt=1, description="keep an exponential moving average of the weights "
+                                                            "(Keras optimizer use_ema) and end training on it; "
+                                                            "0 disables")
     verbose: Literal[0, 1, 2] = Field(2, description="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
 

@@ -1,7 +1,9 @@
 """The seam every domain fills in; `deepsuite.common.runner` drives it the same way for every pipeline.
 
-A pipeline declares its config model and presets, loads train/validation/test splits, builds a compiled
-Functional model, maps a tuner's hyperparameters onto its config, evaluates, and answers `predict`.
+A pipeline declares its config model and presets, loads train/validation/test splits with its typed
+export metadata, builds a compiled Functional model, maps a tuner's hyperparameters onto its config,
+evaluates, and declares its inference commands (`commands`) with typed options. Nothing here names a
+domain or a verb: a new domain is a new folder (pipelines/README.md) and an entry point.
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from deepsuite.common.commands import Command
 from deepsuite.common.config import RunConfig
+from deepsuite.common.export import ExportMetadata
 
 
 @dataclass
@@ -33,13 +37,12 @@ class Split:
 
 @dataclass
 class DatasetInfo:
-    """What MLflow records as the run's dataset lineage, and what the model needs to know."""
+    """What MLflow records as the run's dataset lineage."""
 
     name: str
     source: str
     digest: str
     version: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. class_names, vocabulary size
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Splits:
     val: Split
     test: Split
     info: DatasetInfo
+    metadata: ExportMetadata = field(default_factory=ExportMetadata)  # the pipeline's metadata_cls, exported
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -80,6 +84,8 @@ class Pipeline:
     name: str                                # set by the registry from the entry point, e.g. "image-classification"
     description: ClassVar[str]
     config_cls: ClassVar[type[RunConfig]]
+    metadata_cls: ClassVar[type[ExportMetadata]] = ExportMetadata   # what load_data puts in Splits.metadata
+    commands: ClassVar[tuple[Command, ...]] = ()                     # inference verbs, e.g. predict
     presets: ClassVar[dict[str, dict[str, Any]]]
     default_dataset: ClassVar[str]
     monitor: ClassVar[str] = "val_loss"      # early-stopping metric and default tuning objective
@@ -114,26 +120,15 @@ class Pipeline:
     def export_extras(self, model, splits: Splits, config: RunConfig, export_dir) -> None:
         """Write extra files that inference needs (vocabulary, item titles...) into the export folder."""
 
-    # -- inference commands: each returns one JSON-able dict per answer; an optional "summary" key
-    #    holds the human-readable line the CLI prints. `export_dir` holds model.keras and extras.
-
-    def predict(self, model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        """Predict on raw user inputs (file paths or strings)."""
-        raise self._unsupported("predict")
-
-    def generate(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        raise self._unsupported("generate")
-
-    def recommend(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        raise self._unsupported("recommend")
-
-    def denoise(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        raise self._unsupported("denoise")
-
-    def _unsupported(self, command: str) -> Exception:
+    def command(self, verb: str) -> Command:
+        """The declared command `verb`, or an error listing what this pipeline answers."""
         from deepsuite.common.errors import DeepsuiteError
 
-        return DeepsuiteError(f"pipeline {self.name!r} does not support `deepsuite {command}`")
+        for command in self.commands:
+            if command.name == verb:
+                return command
+        offered = ", ".join(c.name for c in self.commands) or "no inference command"
+        raise DeepsuiteError(f"pipeline {self.name!r} does not support `deepsuite {verb}` (it offers: {offered})")
 
 
 def to_numpy(x) -> np.ndarray:

@@ -6,7 +6,6 @@ never a run that looks finished, and never a registered half-written model.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -14,15 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from deepsuite.common import backend, reports
+from deepsuite.common import backend, export, reports
 from deepsuite.common.config import RunConfig, flatten, to_yaml
 from deepsuite.common.data.cache import cache_root, ensure_writable
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.common.pipeline import Evaluation, Pipeline, Splits
 from deepsuite.common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
-
-EXPORT_DIR = "export"
-METADATA_FILE = "deepsuite.json"
 
 
 class TrainingDiverged(DeepsuiteError):
@@ -140,7 +136,7 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
     artifact_dir = tracker.artifact_dir
     return {
         "metrics": test_metrics,
-        "model_path": (artifact_dir / EXPORT_DIR / "model.keras") if artifact_dir else model_path,
+        "model_path": (artifact_dir / export.EXPORT_DIR / export.MODEL_FILE) if artifact_dir else model_path,
         "report_path": (artifact_dir / "report.html") if artifact_dir else report_path,
         "model_uri": model_uri,
         "history": history,
@@ -224,19 +220,13 @@ def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evalu
 
 def _export(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker, out_dir: Path,
             test_metrics: dict[str, float]) -> tuple[Path, str | None]:
-    """Save model.keras + deepsuite.json (what predict needs), then the MLflow model with signature."""
-    export_dir = out_dir / EXPORT_DIR
-    export_dir.mkdir(parents=True, exist_ok=True)
-    model_path = export_dir / "model.keras"
-    tmp = export_dir / "model.keras.part.keras"
-    model.save(tmp)
-    tmp.replace(model_path)  # never leave a half-written model under the final name
-    metadata = {"pipeline": pipeline.name, "preset": config.preset, "run_id": tracker.run_id,
-                "dataset": splits.info.name, "metadata": splits.info.metadata,
-                "config": config.model_dump(mode="json"), "test_metrics": test_metrics}
+    """Write the export folder (what predict needs, `deepsuite.common.export`), then the MLflow model."""
+    export_dir = out_dir / export.EXPORT_DIR
+    model_path = export.write(export_dir, model, pipeline, splits.metadata, preset=config.preset,
+                              run_id=tracker.run_id, dataset=splits.info.name,
+                              config=config.model_dump(mode="json"), test_metrics=test_metrics)
     pipeline.export_extras(model, splits, config, export_dir)
-    (export_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
-    tracker.log_artifact(export_dir, EXPORT_DIR)
+    tracker.log_artifact(export_dir, export.EXPORT_DIR)
     model_uri = None
     if config.tracking.log_model:
         model_uri = tracker.log_keras_model(model, pipeline.input_example(splits),

@@ -28,6 +28,8 @@ def learning_rate(train: TrainConfig, steps: int):
 def optimizer(train: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
     lr = learning_rate(train, steps)
     clip = {"clipnorm": train.clipnorm} if train.clipnorm else {}
+    if train.ema_momentum:  # Keras swaps the averaged weights in at the end of fit()
+        clip |= {"use_ema": True, "ema_momentum": train.ema_momentum}
     if train.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=train.weight_decay, **clip)
     if train.optimizer == "adam":
