@@ -17,7 +17,7 @@ from deepsuite.common.pipeline import DatasetInfo, Evaluation, FitData, Pipeline
 from deepsuite.common.training import optimizer, steps_per_epoch
 from deepsuite.pipelines.recommendation import config as cfg
 from deepsuite.pipelines.recommendation import layers as _layers  # noqa: F401 - registers the custom layers for loading
-from deepsuite.pipelines.recommendation import report
+from deepsuite.pipelines.recommendation import evaluate as report
 from deepsuite.pipelines.recommendation.ranking import (baseline_scorers, bias_baseline_rmse, evaluate_ranker,
                                               popularity_scorer)
 from deepsuite.pipelines.recommendation.splits import Catalogue, Interactions, RatingSplits, index_of
