@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from deepsuite.pipelines.recommendation.data import load_ratings
+from deepsuite.pipelines.recommendation.ratings import load_ratings
 from tests.support.cli import run_cli
 from tests.support.serving import json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run

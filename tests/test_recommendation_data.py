@@ -6,7 +6,7 @@ import pytest
 
 from deepsuite.common.errors import DataError
 from deepsuite.common.metrics_ranking import ranking_metrics, top_k
-from deepsuite.pipelines.recommendation.data import Ratings, apply_duplicate_policy, load_ratings, read_csv
+from deepsuite.pipelines.recommendation.ratings import Ratings, apply_duplicate_policy, load_ratings, read_csv
 from deepsuite.pipelines.recommendation.ranking import baseline_scorers, evaluate_ranker
 from deepsuite.pipelines.recommendation.splits import index_of, split_ratings
 

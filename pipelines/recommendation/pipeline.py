@@ -37,7 +37,7 @@ class RecommendationPipeline(Pipeline):
     # -- data -------------------------------------------------------------------------------------
 
     def load_data(self, config: cfg.RecommendationConfig) -> RatingSplits:
-        from deepsuite.pipelines.recommendation.data import load_ratings
+        from deepsuite.pipelines.recommendation.ratings import load_ratings
         from deepsuite.pipelines.recommendation.splits import split_ratings
 
         data = config.data

@@ -20,7 +20,7 @@ import numpy as np
 
 from deepsuite.common.errors import DataError
 from deepsuite.common.pipeline import Splits
-from deepsuite.pipelines.recommendation.data import Ratings
+from deepsuite.pipelines.recommendation.ratings import Ratings
 
 
 @dataclass
