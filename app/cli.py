@@ -48,48 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     run.set_defaults(handler=cmd_run)
 
-    predict = sub.add_parser("predict", help="predict with a trained model on raw inputs (files or strings)")
-    predict.add_argument("model", help="MLflow run id, runs:/<id>, models:/<name>@<alias>, a model folder "
-                                       "(export/) or a .keras file")
-    predict.add_argument("inputs", nargs="+", help="inputs: image files for image pipelines")
-    predict.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
-    predict.add_argument("--output", "-o", type=Path, help="where to write images the pipeline draws "
-                                                          "(e.g. Grad-CAM overlays)")
-    predict.add_argument("--json", action="store_true", help="print one JSON object per input")
-    _add_store_args(predict)
-    predict.set_defaults(handler=cmd_invoke, command_name="predict")
     _add_results_commands(sub)
-
-    generate = sub.add_parser("generate", help="generate text with a text-generation model")
-    generate.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
-    generate.add_argument("--prompt", default="", help="text to continue")
-    generate.add_argument("--max-tokens", type=int, default=300, help="tokens to generate (default 300)")
-    generate.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; higher = more random")
-    generate.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
-    generate.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
-    generate.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples")
-    generate.add_argument("--stop", default=None, help="stop when this string is generated")
-    generate.add_argument("--json", action="store_true")
-    _add_store_args(generate)
-    generate.set_defaults(handler=cmd_invoke, command_name="generate")
-
-    recommend = sub.add_parser("recommend", help="top-N recommendations for a user from a recommendation model")
-    recommend.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
-    recommend.add_argument("--user", required=True, help="user id as in the ratings data")
-    recommend.add_argument("--top", type=int, default=10, help="how many items (default 10)")
-    recommend.add_argument("--json", action="store_true")
-    _add_store_args(recommend)
-    recommend.set_defaults(handler=cmd_invoke, command_name="recommend")
-
-    denoise = sub.add_parser("denoise", help="denoise images of any size with an image-denoising model")
-    denoise.add_argument("model", help="MLflow run id, runs:/<id>, a model folder or a .keras file")
-    denoise.add_argument("inputs", nargs="+", help="noisy image files")
-    denoise.add_argument("--output", "-o", type=Path, help="output file (one input) or folder")
-    denoise.add_argument("--tile", type=int, default=256, help="tile size for large images (default 256)")
-    denoise.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
-    denoise.add_argument("--json", action="store_true")
-    _add_store_args(denoise)
-    denoise.set_defaults(handler=cmd_invoke, command_name="denoise")
+    _add_inference_commands(sub)
 
     tune = sub.add_parser(
         "tune", help="Keras Tuner hyperparameter search; each trial an MLflow run, the best model registered",
@@ -121,6 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
                       help="worker: seconds to keep retrying an unreachable chief (default 60)")
     tune.set_defaults(handler=cmd_tune)
     return parser
+
+
+MODEL_HELP = ("MLflow run id, runs:/<id>, models:/<name>@<alias>, a model folder (export/) or a .keras file; "
+              "its pipeline decides which options below apply")
+BUILT_IN = {"list", "run", "tune", "ui", "compare", "serve", "server"}
+
+
+def _add_inference_commands(sub) -> None:
+    """One sub-command per verb the installed pipelines declare (predict, generate, ...).
+
+    Only the verb, the model and the store are parsed here; the rest of the line is parsed by the
+    options of the command the model's pipeline declares (`cmd_invoke`), so two pipelines may give the
+    same verb different flags. `--help` lists each pipeline's flags.
+    """
+    from deepsuite.app.cli_options import declared_commands, describe_options
+
+    for verb, declared in sorted(declared_commands().items()):
+        if verb in BUILT_IN:
+            print(f"warning: pipeline {declared[0][0]!r} declares a command {verb!r}, which is a built-in "
+                  "deepsuite command; it is ignored", file=sys.stderr)
+            continue
+        helps = list(dict.fromkeys(command.help for _, command in declared))
+        parser = sub.add_parser(verb, help="; ".join(helps), allow_abbrev=False,
+                                description=f"deepsuite {verb} MODEL ...: " + "; ".join(helps),
+                                epilog=describe_options(verb, declared),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("model", help=MODEL_HELP)
+        parser.add_argument("--json", action="store_true", help="print one JSON object per answer")
+        _add_store_args(parser)
+        parser.set_defaults(handler=cmd_invoke, command_name=verb)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -162,8 +152,10 @@ def _add_results_commands(sub) -> None:
     compare.set_defaults(handler=cmd_compare)
 
     serve = sub.add_parser("serve", help="REST scoring server on raw inputs: POST JSON to /invocations",
-                           description="Serve a trained model: POST /invocations with JSON such as "
-                                       '{"inputs": [...]}, {"prompt": ...} or {"user": ...}; see common/serve.py.')
+                           description="Serve a trained model: POST /invocations with a JSON object of the options of the "
+                                       "model's command (those `deepsuite <command> --help` lists), e.g. "
+                                       '{"inputs": [...]} or {"prompt": "...", "max_tokens": 50}; '
+                                       '"command" picks one when the pipeline declares several. See app/serve.py.')
     serve.add_argument("model", help="MLflow run id, runs:/<id>, models:/<name>@<alias> or an export/ folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5001, help="port (default 5001)")
@@ -212,9 +204,14 @@ def cmd_list(args) -> int:
     from deepsuite.common import registry
 
     for name in registry.names():
-        pipeline = registry.get(name)
+        try:
+            pipeline = registry.get(name)
+        except DeepsuiteError as exc:
+            print(f"{name}\n  (cannot be loaded: {exc})")
+            continue
+        commands = ", ".join(command.name for command in pipeline.commands) or "none"
         print(f"{name}\n  {pipeline.description}\n  presets: {', '.join(pipeline.presets)}\n"
-              f"  default data: {pipeline.default_dataset}")
+              f"  default data: {pipeline.default_dataset}\n  commands: {commands}")
     return 0
 
 
@@ -240,13 +237,16 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_invoke(args) -> int:
-    """predict / generate / recommend / denoise: load the exported model and ask its pipeline."""
-    from deepsuite.app import invoke as predict
+def cmd_invoke(args, rest: list[str]) -> int:
+    """predict / generate / ...: load the model, then parse the rest of the line by its pipeline's options."""
+    from deepsuite.app import invoke
+    from deepsuite.app.cli_options import options_parser
 
-    skip = {"handler", "command_name", "command", "model", "tracking_uri", "store", "debug", "json"}
-    options = {k: v for k, v in vars(args).items() if k not in skip}
-    results = predict.invoke(args.command_name, args.model, options, args.tracking_uri, args.store)
+    loaded = invoke.load(args.model, args.tracking_uri, args.store)
+    command = loaded.pipeline.command(args.command_name)
+    parser = options_parser(command, prog=f"deepsuite {command.name} MODEL")
+    values = vars(parser.parse_args(rest))
+    results = loaded.run(command, command.validate(values, name_of=invoke.cli_name))
     for result in results:
         print(json.dumps(result, default=str) if args.json else format_result(result))
     return 0
@@ -269,14 +269,17 @@ def cmd_tune(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.handler is not cmd_invoke:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not args.debug:
         from deepsuite.app.console import filter_native_logs
 
         filter_native_logs()
     try:
-        return args.handler(args)
+        return args.handler(args, rest) if args.handler is cmd_invoke else args.handler(args)
     except DeepsuiteError as exc:
         if args.debug:
             raise

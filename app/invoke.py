@@ -1,14 +1,15 @@
-"""Load an exported model from a run id, a model folder or a .keras file, and predict on raw inputs."""
+"""Find an exported model (run id, registry URI, folder or .keras file), load it and run one of its commands."""
 from __future__ import annotations
 
-import importlib
-import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepsuite.common import export, registry
+from deepsuite.common.commands import Command, Options
 from deepsuite.common.errors import DeepsuiteError
-from deepsuite.common.runner import EXPORT_DIR, METADATA_FILE
+from deepsuite.common.export import EXPORT_DIR, MODEL_FILE, Export
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})(/.*)?$")
 MODEL_URI = re.compile(r"^models:/([^/@]+)(?:@([^/]+)|/(\d+))/?$")  # registry: name@alias or name/version
@@ -21,7 +22,7 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
         return path.parent
     if path.is_dir():
         for candidate in (path, path / EXPORT_DIR, path / "outputs" / EXPORT_DIR):
-            if (candidate / "model.keras").exists():
+            if (candidate / MODEL_FILE).exists():
                 return candidate
         raise DeepsuiteError(f"{path} has no model.keras (expected an export folder from `deepsuite run`)")
     model_match = MODEL_URI.match(target)
@@ -41,47 +42,35 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
     raise DeepsuiteError(f"{target!r} is neither a model file/folder, an MLflow run id nor a models:/<name>@<alias> URI")
 
 
-def load_export(folder: Path) -> tuple[Any, dict]:
-    import keras
+@dataclass
+class LoadedModel:
+    """An export folder made ready to answer: its pipeline, the Keras model and the typed export."""
 
-    meta_path = folder / METADATA_FILE
-    if not meta_path.exists():
-        raise DeepsuiteError(f"{folder} has no {METADATA_FILE}; export it with `deepsuite run`")
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    _import_pipeline(metadata.get("pipeline"))
-    try:
-        model = keras.saving.load_model(folder / "model.keras")
-    except Exception as exc:  # noqa: BLE001 - keras raises several types for bad files
-        raise DeepsuiteError(f"{folder / 'model.keras'}: cannot load model ({exc})") from None
-    return model, metadata
+    pipeline: Any
+    model: Any
+    export: Export
+
+    def run(self, command: Command, options: Options) -> list[dict]:
+        return getattr(self.pipeline, command.handler)(self.model, self.export, options)
 
 
-def _import_pipeline(name: str | None) -> None:
-    """Import the pipeline's module first: it registers the custom Keras layers its model may use."""
-    from deepsuite.common import registry
-
-    if name:
-        try:
-            pipeline = registry.get(name)
-        except DeepsuiteError:
-            return  # an unknown pipeline is reported by invoke(); a plain Keras model may still load
-        # Every pipeline folder has a model.py (the design's three files); its layers register on import.
-        package = type(pipeline).__module__.rpartition(".")[0]
-        try:
-            importlib.import_module(f"{package}.model")
-        except ModuleNotFoundError:
-            pass
-
-
-def invoke(command: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,
-           store_dir: Path = Path("mlruns")) -> list[dict]:
-    """Load the model behind `target` and call the pipeline's `command` (predict, generate, ...)."""
-    from deepsuite.common import registry
-
+def load(target: str, tracking_uri: str | None = None, store_dir: Path = Path("mlruns")) -> LoadedModel:
+    """Locate `target`'s export, read its manifest, find its pipeline and load the model."""
     folder = locate_export(target, tracking_uri, store_dir)
-    model, metadata = load_export(folder)
-    pipeline = registry.get(metadata["pipeline"])
-    info = dict(metadata["metadata"], export_dir=str(folder))
-    if command == "predict":
-        return pipeline.predict(model, options.pop("inputs"), info, options)
-    return getattr(pipeline, command)(model, info, options)
+    manifest = export.read_manifest(folder)
+    pipeline = registry.get(manifest.pipeline)
+    typed = export.read(folder, pipeline)
+    return LoadedModel(pipeline, export.load_model(folder, pipeline), typed)
+
+
+def cli_name(field: str) -> str:
+    """How an option is spelt on the command line, for error messages."""
+    return "--" + field.replace("_", "-")
+
+
+def invoke(verb: str, target: str, options: dict[str, Any], tracking_uri: str | None = None,
+           store_dir: Path = Path("mlruns")) -> list[dict]:
+    """Load the model behind `target` and run its pipeline's `verb` with `options` (plain values)."""
+    loaded = load(target, tracking_uri, store_dir)
+    command = loaded.pipeline.command(verb)
+    return loaded.run(command, command.validate(options, name_of=cli_name))

@@ -6,20 +6,20 @@ text generation, which are loops around the network. This server loads the run's
 and calls the same pipeline methods as `deepsuite predict/generate/recommend/denoise`, so every
 pipeline answers on its raw inputs. Standard library HTTP server, one model, one inference at a time.
 
-Request (JSON object, `Content-Type: application/json`); the response is `{"predictions": [...]}`,
-one object per answer, exactly what `deepsuite <command> --json` prints:
+Request (JSON object, `Content-Type: application/json`): the options of the model's command, exactly
+the fields `deepsuite <command> --help` lists for its pipeline, validated by the same pydantic model.
+The response is `{"predictions": [...]}`, one object per answer, what `deepsuite <command> --json` prints:
 
-  {"inputs": [...], "options": {...}}     -> predict. Each input is a string (text for sentiment, a
-                                             file path on the server for image pipelines), a nested
-                                             list of numbers (an HxW or HxWxC image array, uint8 0-255
-                                             or floats 0-1), or {"b64": "<base64 of a PNG/JPEG file>"}.
-                                             "instances" is accepted for "inputs" (MLflow's name).
-  {"prompt": "...", "max_tokens": 50, ...} -> generate (options as in `deepsuite generate`)
-  {"user": "42", "top": 10}                -> recommend
-  {"command": "denoise", "inputs": [...]}  -> denoise; output images come back as {"b64": ...}
+  {"inputs": [...], "top": 2}              -> the model's one command (predict, denoise, ...)
+  {"prompt": "...", "max_tokens": 50}      -> e.g. a text-generation model's generate
+  {"command": "predict", "inputs": [...]}  -> names the command (needed when a pipeline declares several)
 
-Options may also sit at the top level. Bad JSON, unknown options or unreadable inputs answer 400
-with {"error": "..."}; the server keeps serving.
+Options may also sit in an "options" object. File inputs are a string (a file path on the server), a
+nested list of numbers (an HxW or HxWxC image array, uint8 0-255 or floats 0-1) or
+{"b64": "<base64 of a PNG/JPEG file>"}; "instances" is accepted for "inputs" (MLflow's name). A command
+that writes files (denoise; Grad-CAM overlays when the request says "output": true) writes them to a
+temporary folder and they come back as {"b64": ..., "name": ...}. Bad JSON, unknown options or unreadable
+inputs answer 400 with {"error": "..."}; the server keeps serving.
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from deepsuite.app import invoke
+from deepsuite.common.commands import Command
 from deepsuite.common.errors import DeepsuiteError
-from deepsuite.app.ui import ensure_port_free, url_for
+from deepsuite.app.ui import url_for
+from deepsuite.common.ports import ensure_port_free
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-COMMANDS = ("predict", "generate", "recommend", "denoise")
-CLI_ONLY = {"handler", "command_name", "command", "model", "tracking_uri", "store", "debug", "json", "inputs"}
-SERVER_SIDE = {"output"}  # a path on the server: set by the server, never by a client
 
 
 class BadRequest(Exception):
@@ -52,18 +52,27 @@ class ModelService:
     """One exported model and its pipeline; `answer(payload)` runs one request under a lock."""
 
     def __init__(self, target: str, tracking_uri: str | None, store: Path):
-        from deepsuite.app import invoke as predict, registry
-
-        self.folder = predict.locate_export(target, tracking_uri, store)
-        self.model, self.metadata = predict.load_export(self.folder)
-        self.pipeline = registry.get(self.metadata["pipeline"])
-        self.info = dict(self.metadata.get("metadata", {}), export_dir=str(self.folder))
+        self.loaded = invoke.load(target, tracking_uri, store)
+        self.pipeline = self.loaded.pipeline
         self.lock = threading.Lock()
 
     def describe(self) -> dict:
-        return {"pipeline": self.pipeline.name, "run_id": self.metadata.get("run_id"),
-                "preset": self.metadata.get("preset"), "dataset": self.metadata.get("dataset"),
-                "commands": [c for c in COMMANDS if _overrides(self.pipeline, c)]}
+        manifest = self.loaded.export.manifest
+        return {"pipeline": self.pipeline.name, "run_id": manifest.run_id, "preset": manifest.preset,
+                "dataset": manifest.dataset, "commands": [c.name for c in self.pipeline.commands]}
+
+    def command_for(self, payload: dict) -> Command:
+        name = payload.pop("command", None)
+        commands = self.pipeline.commands
+        if name is None:
+            if len(commands) == 1:
+                return commands[0]
+            offered = ", ".join(c.name for c in commands) or "none"
+            raise BadRequest(f"say which command: \"command\" is one of {offered}")
+        try:
+            return self.pipeline.command(str(name))
+        except DeepsuiteError as exc:
+            raise BadRequest(str(exc)) from None
 
     def answer(self, payload: Any) -> list[dict]:
         if isinstance(payload, list):
@@ -71,94 +80,45 @@ class ModelService:
         if not isinstance(payload, dict):
             raise BadRequest(f"expected a JSON object such as {{\"inputs\": [...]}}, got {type(payload).__name__}")
         payload = dict(payload)
-        if "instances" in payload and "inputs" not in payload:
-            payload["inputs"] = payload.pop("instances")
-        command = payload.pop("command", None) or _infer_command(payload)
-        if command not in COMMANDS:
-            raise BadRequest(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
-        if not _overrides(self.pipeline, command):
-            raise BadRequest(f"pipeline {self.pipeline.name!r} does not answer {command!r} requests")
-        options = payload.pop("options", {}) or {}
-        if not isinstance(options, dict):
+        command = self.command_for(payload)
+        nested = payload.pop("options", {}) or {}
+        if not isinstance(nested, dict):
             raise BadRequest("\"options\" must be a JSON object")
-        inputs = payload.pop("inputs", None)
-        want_images = bool(payload.pop("output", options.pop("output", False)))
-        options = {**payload, **options}
+        options = {**payload, **nested}
+        inputs_name, output_name = command.field_with_role("inputs"), command.field_with_role("output")
+        if inputs_name and "instances" in options and inputs_name not in options:
+            options[inputs_name] = options.pop("instances")
+        want_files = False
+        if output_name and output_name in options:
+            want_files = options.pop(output_name)
+            if not isinstance(want_files, bool):
+                raise BadRequest(f"{output_name!r}: send true to get the files back; the server chooses where "
+                                 "to write them")
         with tempfile.TemporaryDirectory(prefix="deepsuite-serve-") as tmp:
             workdir = Path(tmp)
             labels: dict[str, str] = {}
-            call = _with_defaults(command, options)
-            if command in ("predict", "denoise"):
-                call["inputs"] = _materialise_inputs(inputs, workdir, labels)
-            if command == "denoise" or (command == "predict" and want_images):
+            if inputs_name and inputs_name in options:
+                options[inputs_name] = _inputs(options[inputs_name], command.inputs_are_files, workdir, labels)
+            if output_name and (command.writes == "always" or (command.writes == "on_request" and want_files)):
                 (workdir / "out").mkdir()
-                call["output"] = workdir / "out"  # files written there come back as {"b64": ...}
+                options[output_name] = workdir / "out"  # files written there come back as {"b64": ...}
+            validated = command.validate(options, name_of=repr)
             with self.lock:
-                if command == "predict":
-                    results = self.pipeline.predict(self.model, call.pop("inputs"), self.info, call)
-                else:
-                    results = getattr(self.pipeline, command)(self.model, self.info, call)
+                results = self.loaded.run(command, validated)
             return [_portable(result, workdir, labels) for result in results]
 
 
-def _overrides(pipeline, command: str) -> bool:
-    from deepsuite.common.pipeline import Pipeline
-
-    return getattr(type(pipeline), command) is not getattr(Pipeline, command)
-
-
-def _infer_command(payload: dict) -> str:
-    if "prompt" in payload:
-        return "generate"
-    if "user" in payload or "users" in payload:
-        return "recommend"
-    if "inputs" in payload:
-        return "predict"
-    raise BadRequest("say what to do: {\"inputs\": [...]} (predict), {\"prompt\": ...} (generate), "
-                     "{\"user\": ...} (recommend) or {\"command\": \"denoise\", \"inputs\": [...]}")
-
-
-def _defaults(command: str) -> dict[str, Any]:
-    """The option defaults of `deepsuite <command>`, read from the CLI parser (one source of truth)."""
-    from deepsuite.app.cli import build_parser
-
-    positional = ["INPUT"] if command in ("predict", "denoise") else []
-    required = ["--user", "-"] if command == "recommend" else []
-    namespace = vars(build_parser().parse_args([command, "MODEL", *positional, *required]))
-    return {k: v for k, v in namespace.items() if k not in CLI_ONLY}
-
-
-def _with_defaults(command: str, options: dict) -> dict:
-    defaults = _defaults(command)
-    if command == "recommend" and "users" in options and "user" not in options:
-        options = {**options, "user": options.pop("users")}
-    allowed = set(defaults) - SERVER_SIDE
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise BadRequest(f"unknown option(s) {', '.join(map(repr, unknown))} for {command}; "
-                         f"allowed: {', '.join(sorted(allowed)) or 'none'}")
-    if command == "recommend" and "user" not in options:
-        raise BadRequest("recommend needs \"user\": a user id as in the ratings data")
-    call = dict(defaults)
-    for key, value in options.items():
-        default = defaults[key]
-        if value is not None and default is not None and not isinstance(default, bool):
-            try:
-                value = type(default)(value)
-            except (TypeError, ValueError):
-                raise BadRequest(f"option {key!r}: {value!r} is not a {type(default).__name__}") from None
-        call[key] = value
-    return call
-
-
-def _materialise_inputs(inputs: Any, workdir: Path, labels: dict[str, str]) -> list[str]:
-    """Strings pass through; image arrays and base64 files become files the pipeline can read."""
-    if inputs is None:
-        raise BadRequest("missing \"inputs\": a list of strings, image arrays or {\"b64\": ...} files")
+def _inputs(inputs: Any, files: bool, workdir: Path, labels: dict[str, str]) -> list:
+    """One input or a list; for file commands, image arrays and base64 files become files to read."""
     if not isinstance(inputs, list) or (inputs and isinstance(inputs[0], (int, float))):
         inputs = [inputs]  # one image array or one string
     if not inputs:
         raise BadRequest("\"inputs\" is empty")
+    return _materialise_inputs(inputs, workdir, labels) if files else inputs
+
+
+def _materialise_inputs(inputs: Any, workdir: Path, labels: dict[str, str]) -> list[str]:
+    """Strings pass through; image arrays and base64 files become files the pipeline can read."""
     paths = []
     for index, item in enumerate(inputs):
         if isinstance(item, str):
@@ -291,7 +251,7 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 5001, tracking_uri: 
     httpd.daemon_threads = True
     url = url_for(host, port)
     info = service.describe()
-    example = _example(info["commands"])
+    example = _example(service.pipeline)
     echo(f"serving {info['pipeline']} (run {info['run_id']}) at {url}/invocations  (Ctrl-C to stop)\n"
          f"  try: curl -s {url}/invocations -H 'Content-Type: application/json' -d '{example}'")
     sys.stdout.flush()
@@ -311,11 +271,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _example(commands: list[str]) -> str:
-    if "predict" in commands:
-        return '{"inputs": ["<text, or an image path on this machine>"]}'
-    if "generate" in commands:
-        return '{"prompt": "Once upon a time", "max_tokens": 50}'
-    if "recommend" in commands:
-        return '{"user": "1", "top": 5}'
-    return '{"command": "denoise", "inputs": [{"b64": "<base64 PNG>"}]}'
+def _example(pipeline) -> str:
+    """The first command's declared example body, for the curl hint printed at start."""
+    for command in pipeline.commands:
+        if command.example:
+            return json.dumps(command.example)
+    return '{"inputs": ["..."]}'

@@ -39,13 +39,23 @@ class ScoringServer:
         except urllib.error.HTTPError as error:
             raise AssertionError(f"{error.code} {error.read().decode()}\n{self.process.output[-3000:]}") from None
 
+    def post_error(self, body: dict) -> dict:
+        """POST a request that must fail; returns {"status": code, "error": message}."""
+        try:
+            answer = self.post(body)
+        except AssertionError as failure:
+            code, _, rest = str(failure).partition(" ")
+            return {"status": int(code), "error": json.loads(rest.split("\n", 1)[0])["error"]}
+        raise AssertionError(f"expected an error for {body}, got {answer}")
+
 
 @contextmanager
-def scoring_server(model: str, cwd: Path, backend: str = "tensorflow", hide_tensorflow: bool = False):
+def scoring_server(model: str, cwd: Path, backend: str = "tensorflow", hide_tensorflow: bool = False,
+                   env: dict[str, str] | None = None):
     """`deepsuite serve <model>` on a free loopback port, stopped on exit."""
     port = free_port()
     process = start_cli(["serve", model, "--port", str(port)], cwd=cwd, backend=backend,
-                        hide_tensorflow=hide_tensorflow)
+                        hide_tensorflow=hide_tensorflow, env=env)
     try:
         yield ScoringServer(process, f"http://127.0.0.1:{port}")
     finally:
