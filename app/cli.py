@@ -28,7 +28,7 @@ EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepsuite", description="Keras 3 deep-learning pipelines with Keras Tuner and MLflow tracking.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     _add_results_commands(sub)
-    _add_inference_commands(sub)
+    if _may_be_inference(sys.argv[1:] if argv is None else argv):
+        _add_inference_commands(sub)  # loads every installed pipeline: only when the line may need them
 
     tune = sub.add_parser(
         "tune", help="Keras Tuner hyperparameter search; each trial an MLflow run, the best model registered",
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 MODEL_HELP = ("MLflow run id, runs:/<id>, models:/<name>@<alias>, a model folder (export/) or a .keras file; "
               "its pipeline decides which options below apply")
 BUILT_IN = {"list", "run", "tune", "ui", "compare", "serve", "server"}
+
+
+def _may_be_inference(argv: list[str]) -> bool:
+    """False when the first word is a built-in command (`run`, `list`, ...), which needs no pipeline's verbs."""
+    words = [a for a in argv if not a.startswith("-")]
+    return not words or words[0] not in BUILT_IN
 
 
 def _add_inference_commands(sub) -> None:
@@ -269,7 +276,7 @@ def cmd_tune(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args, rest = parser.parse_known_args(argv)
     if rest and args.handler is not cmd_invoke:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -105,13 +105,15 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server, test_images):
     status, body = post(url, b'{"inputs": [[1, 2], ')
     assert status == 400 and body["error"].startswith("malformed JSON")
     status, body = post(url, {"inputs": [test_images[0][0].tolist()], "options": {"colour": "red"}})
-    assert status == 400 and "unknown option(s) 'colour'" in body["error"] and "top" in body["error"]
+    assert status == 400 and "unknown option 'colour' for predict" in body["error"] and "'top'" in body["error"]
     status, body = post(url, {"inputs": [[[1, 2, 3], [4, 5]]]})
     assert status == 400 and "inputs[0]" in body["error"]
     status, body = post(url, {"inputs": [[[300] * 4] * 4]})
     assert status == 400 and "0-255" in body["error"]
-    status, body = post(url, {"prompt": "hello"})
-    assert status == 400 and "does not answer 'generate'" in body["error"]
+    status, body = post(url, {"prompt": "hello"})  # a model with one command: everything is its options
+    assert status == 400 and "unknown option 'prompt' for predict" in body["error"]
+    status, body = post(url, {"command": "generate", "prompt": "hello"})
+    assert status == 400 and "does not support `deepsuite generate` (it offers: predict)" in body["error"]
     status, body = post(url, {"inputs": ["/no/such/image.png"]})
     assert status == 400 and "image not found" in body["error"]
     with urllib.request.urlopen(f"{url}/ping", timeout=30) as response:

@@ -56,8 +56,7 @@ class SyntheticPipeline(Pipeline):
         x = rule.normal(size=(n, config.data.features)).astype("float32")
         y = np.argmax(np.tanh(x) @ weights + 0.3 * rule.normal(size=(n, 3)), axis=1).astype("int64")
         train, val, test = slice(0, n - 1000), slice(n - 1000, n - 500), slice(n - 500, n)
-        info = DatasetInfo("generated", "tests.support.synthetic", f"{n}x{config.data.features}",
-                           metadata={"class_names": ["a", "b", "c"]})
+        info = DatasetInfo("generated", "tests.support.synthetic", f"{n}x{config.data.features}")
         return Splits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x[test], y[test]), info)
 
     def build_model(self, config: SyntheticConfig, splits: Splits):
