@@ -54,7 +54,7 @@ def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monke
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from deepsuite.app.invoke import load_export
+    from deepsuite.common import export, registry
 
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")
@@ -66,7 +66,8 @@ def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monke
     assert (spec.type, spec.shape) == (np.dtype("uint8"), (-1, 28, 28, 1))
     images = labeled_images.load("fashion_mnist").test_x[:5]  # five real test images, (5, 28, 28, 1) uint8
     assert images.dtype == spec.type and images.shape[1:] == spec.shape[1:]
-    exported, _ = load_export(next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent)
+    exported = export.load_model(next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent,
+                                 registry.get("image-classification"))
     expected = exported.predict(images, verbose=0)
     served = np.asarray(logged.predict(images))
     assert served.shape == (5, 10) and np.allclose(served, expected, rtol=1e-5, atol=1e-6)

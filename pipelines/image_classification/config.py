@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
-class ImageData(Section):
+class DataConfig(Section):
     source: str = Field("fashion_mnist", description="fashion_mnist | keras:<name> | tfds:<name> | folder:<path>")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of train held out for validation")
     max_train_samples: int | None = Field(None, ge=10, description="subsample train (smoke tests, quick looks)")
@@ -20,7 +20,7 @@ class ImageData(Section):
     download: bool = True
 
 
-class CnnModel(Section):
+class ModelConfig(Section):
     kind: Literal["cnn"] = "cnn"
     widths: list[int] = Field([24, 48, 96], min_length=1, max_length=6, description="filters per stage")
     blocks_per_stage: int | list[int] = Field([2, 2, 1], description="conv blocks per stage: one number, "
@@ -37,7 +37,6 @@ class CnnModel(Section):
                                                             "need ~3/(1-momentum) steps, so use ~0.9 for runs of "
                                                             "a few hundred steps (subsets, short trials)")
 
-
     @model_validator(mode="after")
     def _blocks_match_stages(self):
         blocks = self.blocks_per_stage
@@ -50,8 +49,8 @@ class CnnModel(Section):
 
 
 class ImageClassificationConfig(RunConfig):
-    data: ImageData = ImageData()
-    model: CnnModel = CnnModel()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig(epochs=9, batch_size=128, learning_rate=2e-3, weight_decay=1e-4,
                                      early_stopping_patience=4)
 

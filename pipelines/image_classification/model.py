@@ -2,16 +2,31 @@
 
     uint8 (H, W, C) -> Rescaling -> [flip, shift] -> stages of (Conv-BN-ReLU) x blocks, max-pool between
     -> flatten (or global average pool) -> [Dense-BN-ReLU] -> Dropout -> softmax over classes
+
+`build_model` compiles it with the run's optimizer (deepsuite.common.training) and loss.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers
 
-from deepsuite.pipelines.image_classification.config import CnnModel
+from deepsuite.common.pipeline import Splits
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.image_classification.config import ImageClassificationConfig, ModelConfig
 
 
-def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: CnnModel) -> keras.Model:
+def build_model(config: ImageClassificationConfig, splits: Splits) -> keras.Model:
+    """The CNN for the training images' shape and classes, compiled; label smoothing needs one-hot
+    targets and the categorical loss (data.fit_data gives them)."""
+    model = build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing) \
+        if config.model.label_smoothing else "sparse_categorical_crossentropy"
+    steps = steps_per_epoch(len(splits.train), config.train.batch_size)
+    model.compile(optimizer=optimizer(config.train, steps), loss=loss, metrics=["accuracy"])
+    return model
+
+
+def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     if config.augment:
