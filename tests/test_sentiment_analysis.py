@@ -145,13 +145,13 @@ def test_each_architecture_trains_saves_and_reloads(kind, tmp_path):
     """Raw strings in (TensorFlow backend), same predictions after a .keras round trip."""
     import keras
 
-    from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig
+    from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
     from deepsuite.pipelines.sentiment_analysis.model import build_classifier
     from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
 
     texts = ["a fine warm film", "dull and awful", "fine acting", "awful dull plot", "", "warm"] * 4
     labels = np.array([1, 0, 1, 0, 0, 1] * 4)
-    config = SentimentConfig.model_validate({"model": {"kind": kind, "vocab_size": 100, "sequence_length": 8,
+    config = SentimentAnalysisConfig.model_validate({"model": {"kind": kind, "vocab_size": 100, "sequence_length": 8,
                                                        "embedding_dim": 8, "filters": 4, "rnn_units": 4,
                                                        "ff_dim": 8, "num_heads": 2, "ngram_buckets": 1024,
                                                        "char_ngrams": 0}}).model
@@ -172,19 +172,19 @@ def test_character_ngrams_score_unseen_word_forms_and_survive_reload(tmp_path):
     """model.char_ngrams: a word missing from the vocabulary still counts through its character n-grams."""
     import keras
 
-    from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig
+    from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
     from deepsuite.pipelines.sentiment_analysis.model import build_classifier
-    from deepsuite.pipelines.sentiment_analysis.pipeline import _char_ngram_ratios
+    from deepsuite.pipelines.sentiment_analysis.model import char_ngram_ratios
     from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, nb_log_ratios
 
     texts = ["a wonderful warm film", "dreadful and dull", "wonderful acting", "dreadful plot", "warm", "dull"] * 4
     labels = np.array([1, 0, 1, 0, 1, 0] * 4)
-    config = SentimentConfig.model_validate({"model": {"vocab_size": 100, "sequence_length": 8, "ngrams": 1,
+    config = SentimentAnalysisConfig.model_validate({"model": {"vocab_size": 100, "sequence_length": 8, "ngrams": 1,
                                                        "ngram_buckets": 1024, "char_ngrams": 4,
                                                        "char_vocab_size": 2000}}).model
     vocabulary = build_vocabulary(texts, 100)
     ratios = nb_log_ratios(Vectorizer(vocabulary, 8)(texts), labels, 1, len(vocabulary), 1024)
-    char_vocabulary, char_ratios = _char_ngram_ratios(texts, labels, config)
+    char_vocabulary, char_ratios = char_ngram_ratios(texts, labels, config)
     assert len(char_vocabulary) + 1 == char_ratios.shape[0] and char_ratios[0] == 0  # [UNK] never sways
     model = build_classifier(vocabulary, config, ratios, char_vocabulary, char_ratios)
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")

@@ -7,8 +7,8 @@ import pytest
 from deepsuite.common.config import validate
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.pipelines.sentiment_analysis import data as text_data
-from deepsuite.pipelines.sentiment_analysis.config import SentimentConfig, TextData
-from deepsuite.pipelines.sentiment_analysis.evaluation import binary_metrics, roc_auc
+from deepsuite.pipelines.sentiment_analysis.config import DataConfig, SentimentAnalysisConfig
+from deepsuite.pipelines.sentiment_analysis.evaluate import binary_metrics, roc_auc
 from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, hashed_ngrams, tokenize
 
 
@@ -77,8 +77,8 @@ def test_ngram_hashing_matches_the_model_layer():
     assert (features[:, 30:][features[:, 30:] > 0] >= 5000).all()
 
 
-def _data(**values) -> TextData:
-    return TextData(**values)
+def _data(**values) -> DataConfig:
+    return DataConfig(**values)
 
 
 def test_csv_with_named_columns_and_star_labels(tmp_path):
@@ -159,9 +159,9 @@ def test_unknown_source_and_bad_model_config_are_named():
     with pytest.raises(DataError, match=r"unknown data.source 'reviews.csv' \(valid: movie_reviews, tweets"):
         text_data.load_corpus(_data(source="reviews.csv"))
     with pytest.raises(ConfigError, match="divisible by model.num_heads"):
-        validate(SentimentConfig, {"model": {"kind": "transformer", "embedding_dim": 30, "num_heads": 4}})
+        validate(SentimentAnalysisConfig, {"model": {"kind": "transformer", "embedding_dim": 30, "num_heads": 4}})
     with pytest.raises(ConfigError, match="both data.positive_labels and data.negative_labels"):
-        validate(SentimentConfig, {"data": {"positive_labels": ["good"]}})
+        validate(SentimentAnalysisConfig, {"data": {"positive_labels": ["good"]}})
 
 
 def test_binary_metrics_and_roc_auc_by_pair_counting():
@@ -178,16 +178,16 @@ def test_binary_metrics_and_roc_auc_by_pair_counting():
 def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
     import os
 
-    from deepsuite.pipelines.sentiment_analysis.pipeline import _expand_inputs
+    from deepsuite.pipelines.sentiment_analysis.inference import expand_inputs
 
     with pytest.raises(DataError, match="input 2 is not valid UTF-8"):
-        _expand_inputs(["fine", os.fsdecode(b"caf\xe9 au lait")])  # how argv carries bytes that are not UTF-8
+        expand_inputs(["fine", os.fsdecode(b"caf\xe9 au lait")])  # how argv carries bytes that are not UTF-8
     listing = tmp_path / "texts.txt"
     listing.write_text("first\n\n  \nsecond\n", encoding="utf-8")
-    assert _expand_inputs(["", str(listing)]) == [("[1]", ""), ("texts.txt:1", "first"), ("texts.txt:4", "second")]
+    assert expand_inputs(["", str(listing)]) == [("[1]", ""), ("texts.txt:1", "first"), ("texts.txt:4", "second")]
     (tmp_path / "blank.txt").write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="no text in the file"):
-        _expand_inputs([str(tmp_path / "blank.txt")])
+        expand_inputs([str(tmp_path / "blank.txt")])
 
 
 def test_ngram_branch_binary_counts_each_gram_once_and_prior_starts_at_naive_bayes():

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
-class TextData(Section):
+class DataConfig(Section):
     source: str = Field("movie_reviews", description=(
         "movie_reviews | tweets | amazon_reviews | nyt_editorials (VADER snippet sets, offline via PyPI) | imdb "
         "(online: TFDS, else Keras download) | csv:<file> | tsv:<file> | folder:<dir> (one sub-folder per class, "
@@ -38,7 +38,7 @@ class TextData(Section):
         return self
 
 
-class TextModel(Section):
+class ModelConfig(Section):
     kind: Literal["ngram", "cnn", "bigru", "transformer"] = Field("ngram", description=(
         "ngram: the Naive-Bayes-weighted n-gram branch alone (NBSVM-style; the most accurate on short "
         "reviews without pretrained embeddings); cnn: convolutions of several widths over word embeddings "
@@ -98,9 +98,9 @@ class TextModel(Section):
         return self
 
 
-class SentimentConfig(RunConfig):
-    data: TextData = TextData()
-    model: TextModel = TextModel()
+class SentimentAnalysisConfig(RunConfig):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
     # chosen on the validation split of movie_reviews (bench/sentiment_analysis.py docstring lists the sweep)
     train: TrainConfig = TrainConfig(epochs=15, batch_size=64, learning_rate=1e-2, weight_decay=1e-4,
                                      schedule="constant", early_stopping_patience=3)
@@ -122,7 +122,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def search_space(hp, config: SentimentConfig) -> SentimentConfig:
+def search_space(hp, config: SentimentAnalysisConfig) -> SentimentAnalysisConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
     model, given = values["model"], config.model

@@ -2,7 +2,8 @@
 
 Every source ends as texts with binary labels (0 = negative, 1 = positive) and a `label_rule` sentence
 saying how the raw labels were mapped, which the report and the data card show. Labels that fit no
-rule are an error that lists them, never a guess.
+rule are an error that lists them, never a guess. `load_data` splits them (from data.split_seed alone),
+builds the vocabulary from the training split and returns the splits with the export metadata.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from deepsuite.common.data.pypi_artifact import pypi_file
 from deepsuite.common.data.sources import Source, first_available
 from deepsuite.common.data.text_tables import LabeledTexts, decode_text, read_class_folders, read_table
 from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
+from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
+from deepsuite.pipelines.sentiment_analysis.contract import SentimentAnalysisMetadata
+from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, takes_raw_strings
 
 VADER = "vaderSentiment==3.3.2"
 VADER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
@@ -45,8 +50,57 @@ class LabeledCorpus:
     card: list[str] = field(default_factory=list)  # data-card lines for the report
 
 
+@dataclass
+class TextSplit(Split):
+    """A split whose `x` is what the model takes (strings or ids) and `texts` the raw strings for reports."""
+
+    texts: list[str] = field(default_factory=list)
+
+
+def load_data(config: SentimentAnalysisConfig) -> Splits:
+    """The fixed stratified split of `data.source`, the training split's vocabulary and the export metadata."""
+    data = config.data
+    corpus = load_corpus(data)
+    index = split_indices(corpus, data.val_fraction, data.test_fraction, data.split_seed)
+    if data.max_train_samples:
+        index["train"] = index["train"][: data.max_train_samples]
+        index["val"] = index["val"][: max(10, int(data.max_train_samples * data.val_fraction))]
+    if data.max_test_samples:
+        index["test"] = index["test"][: data.max_test_samples]
+    texts = {k: [corpus.texts[i] for i in idx] for k, idx in index.items()}
+    labels = {k: corpus.labels[idx].astype(np.int8) for k, idx in index.items()}
+    digest = split_digest(texts, labels)
+    vocabulary = build_vocabulary(texts["train"], config.model.vocab_size)
+    raw = takes_raw_strings()
+    vectorizer = Vectorizer(vocabulary, config.model.sequence_length)
+    model_x = (lambda t: np.array(t, dtype=object)) if raw else vectorizer  # noqa: E731
+    card = corpus.card + [
+        f"split: train {len(texts['train'])} / val {len(texts['val'])} / test {len(texts['test'])}, "
+        f"stratified, data.split_seed={data.split_seed}, digest {digest}",
+        f"vocabulary: {len(vocabulary)} tokens from the training split (lower-cased, punctuation stripped)"]
+    info = DatasetInfo(name=corpus.name, source=corpus.source, digest=digest,
+                       version=VADER if data.source in VADER_SETS else "")
+    metadata = SentimentAnalysisMetadata(class_names=CLASS_NAMES, label_rule=corpus.label_rule, data_card=card,
+                                         split_digest=digest, split_seed=data.split_seed,
+                                         model_input="text" if raw else "token_ids",
+                                         sequence_length=config.model.sequence_length, vocabulary=vocabulary)
+    splits = {k: TextSplit(model_x(texts[k]), labels[k], texts[k]) for k in texts}
+    return Splits(splits["train"], splits["val"], splits["test"], info, metadata=metadata)
+
+
+def fit_data(splits: Splits) -> FitData:
+    """Labels as float (n, 1) targets, matching the model's one sigmoid output."""
+    as_target = lambda y: np.asarray(y, dtype="float32")[:, None]  # noqa: E731
+    return FitData(splits.train.x, as_target(splits.train.y), (splits.val.x, as_target(splits.val.y)))
+
+
+def texts_of(split: Split) -> list[str]:
+    """The raw texts of a split, whether the model takes strings or ids."""
+    return split.texts if isinstance(split, TextSplit) else [str(t) for t in split.x]
+
+
 def load_corpus(data) -> LabeledCorpus:
-    """Dispatch on `data.source` (a TextData config section)."""
+    """Dispatch on `data.source` (a DataConfig section)."""
     source = data.source
     if source in VADER_SETS:
         return load_vader(source, data.cache_dir)

@@ -1,4 +1,4 @@
-"""Binary sentiment metrics and report pieces: ROC-AUC, F1, confusion matrix, the most confident errors."""
+"""Test metrics and report pieces: accuracy, ROC-AUC, F1, confusion matrix, ROC curve, the most confident errors."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +9,29 @@ import numpy as np
 
 from deepsuite.common import reports
 from deepsuite.common.metrics_binary import log_loss, metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
+from deepsuite.common.pipeline import Evaluation, Splits, to_numpy
+from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
+from deepsuite.pipelines.sentiment_analysis.data import texts_of
+
+
+def evaluate(model, splits: Splits, config: SentimentAnalysisConfig) -> Evaluation:
+    """Metrics on the test split, the two figures, the errors table and the data card as report notes."""
+    meta = splits.metadata
+    names = meta.class_names
+    p = to_numpy(model.predict(splits.test.x, batch_size=512, verbose=0)).reshape(-1)
+    y = np.asarray(splits.test.y, dtype=np.int64)
+    metrics = binary_metrics(y, p)
+    matrix = reports.confusion_matrix(y, (p >= 0.5).astype(int), names)
+    figures = {"confusion_matrix": reports.confusion_matrix_figure(matrix, names),
+               "roc_curve": roc_curve_figure(y, p, metrics["roc_auc"])}
+    errors = confident_errors(texts_of(splits.test), y, p, names)
+    tables = {"most_confident_errors.csv": errors_csv(errors), "most_confident_errors.html": errors_html(errors)}
+    takes = "raw strings" if meta.model_input == "text" else \
+        f"token ids of shape (batch, {meta.sequence_length}), vocabulary in vocabulary.txt"
+    notes = [*meta.data_card, f"exported model input: {takes}",
+             f"{len(errors)} most confident of {int(((p >= 0.5) != y).sum())} test errors in "
+             "tables/most_confident_errors.{csv,html}"]
+    return Evaluation(metrics, figures, tables, notes)
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5) -> dict[str, float]:

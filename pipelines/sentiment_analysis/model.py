@@ -11,33 +11,82 @@
     -> sigmoid = P(positive)
 
 On JAX/PyTorch (no TensorFlow) the model starts at the ids; `vectorize.Vectorizer` produces them.
+`build_model` counts the Naive Bayes log-count ratios of the training split, builds and compiles.
 """
 from __future__ import annotations
+
+import warnings
 
 import keras
 import numpy as np
 from keras import layers
 
-from deepsuite.pipelines.sentiment_analysis.config import TextModel
+from deepsuite.common.errors import ConfigError
+from deepsuite.common.pipeline import Splits, to_numpy
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.sentiment_analysis.config import ModelConfig, SentimentAnalysisConfig
+from deepsuite.pipelines.sentiment_analysis.data import texts_of
 from deepsuite.pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesBag, NaiveBayesNGrams, PositionEmbedding
+from deepsuite.pipelines.sentiment_analysis.vectorize import (Vectorizer, nb_log_ratios, ratios_from_counts,
+                                                              takes_raw_strings)
 
 
-def takes_raw_strings() -> bool:
-    """The exported model takes raw strings only where TextVectorization can run: the TensorFlow backend."""
-    return keras.backend.backend() == "tensorflow"
+def build_model(config: SentimentAnalysisConfig, splits: Splits) -> keras.Model:
+    """The classifier of `config.model` with its n-gram weights from the training split, compiled."""
+    vocabulary = splits.metadata.vocabulary
+    model_cfg = config.model
+    if model_cfg.char_ngrams and splits.metadata.model_input != "text":
+        if not model_cfg.ngrams and model_cfg.kind == "ngram":
+            raise ConfigError("model.char_ngrams needs the TensorFlow backend and model.ngrams is 0: nothing to "
+                              "train; set model.ngrams >= 1")
+        warnings.warn(f"model.char_ngrams={model_cfg.char_ngrams} left out: the character n-gram bag needs "
+                      "raw-string input (TensorFlow backend)", stacklevel=2)
+        model_cfg = model_cfg.model_copy(update={"char_ngrams": 0})
+    ratios = None
+    if model_cfg.ngrams:
+        ids = Vectorizer(vocabulary, model_cfg.sequence_length)(texts_of(splits.train))
+        ratios = nb_log_ratios(ids, splits.train.y, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets,
+                               model_cfg.nb_alpha)
+    char_vocabulary = char_ratios = None
+    if model_cfg.char_ngrams:
+        char_vocabulary, char_ratios = char_ngram_ratios(texts_of(splits.train), splits.train.y, model_cfg)
+    model = build_classifier(vocabulary, model_cfg, ratios, char_vocabulary, char_ratios)
+    steps = steps_per_epoch(len(splits.train), config.train.batch_size)
+    model.compile(optimizer=optimizer(config.train, steps), loss="binary_crossentropy",
+                  metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    return model
 
 
 CHAR_STANDARDIZE = "lower"  # punctuation kept: "!", "?", ":)" carry sentiment in character n-grams
 
 
-def char_vectorizer(config: TextModel, vocabulary: list[str] | None = None, name: str = "char_vectorization"):
+def char_vectorizer(config: ModelConfig, vocabulary: list[str] | None = None, name: str = "char_vectorization"):
     """The string -> multi-hot bag of character 2..`char_ngrams`-grams (TensorFlow only, like TextVectorization)."""
     return layers.TextVectorization(max_tokens=config.char_vocab_size, standardize=CHAR_STANDARDIZE,
                                     split="character", ngrams=tuple(range(2, config.char_ngrams + 1)),
                                     output_mode="multi_hot", vocabulary=vocabulary, name=name)
 
 
-def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.ndarray | None = None,
+def char_ngram_ratios(texts: list[str], labels, config: ModelConfig) -> tuple[list[str], np.ndarray]:
+    """The training split's most frequent character n-grams (without [UNK]) and their NB log-count ratios.
+
+    Counted by the model's own TextVectorization (so they match what it sees); n-grams holding a line break
+    are dropped, since the vocabulary is saved one entry per line.
+    """
+    counter = char_vectorizer(config, name="char_counter")
+    counter.adapt(np.array(texts, dtype=object), batch_size=512)
+    vocabulary = [str(t) for t in counter.get_vocabulary()[1:] if "\n" not in t and "\r" not in t]
+    counter = char_vectorizer(config, vocabulary, name="char_counter")
+    labels = np.asarray(labels).reshape(-1)
+    counts = np.zeros((2, len(vocabulary) + 1))
+    for start in range(0, len(texts), 256):
+        bag = to_numpy(counter(np.array(texts[start: start + 256], dtype=object)))
+        for label in (0, 1):
+            counts[label] += bag[labels[start: start + 256] == label].sum(axis=0)
+    return vocabulary, ratios_from_counts(counts, config.nb_alpha, ignored=1)
+
+
+def build_classifier(vocabulary: list[str], config: ModelConfig, nb_ratios: np.ndarray | None = None,
                      char_vocabulary: list[str] | None = None, char_ratios: np.ndarray | None = None) -> keras.Model:
     """`char_vocabulary` (without [UNK]) and `char_ratios` (one per multi-hot column) when model.char_ngrams > 0."""
     length = config.sequence_length
@@ -77,7 +126,7 @@ def build_classifier(vocabulary: list[str], config: TextModel, nb_ratios: np.nda
     return keras.Model(inputs, outputs, name=f"sentiment_{config.kind}")
 
 
-def _body(ids, vocab_size: int, config: TextModel):
+def _body(ids, vocab_size: int, config: ModelConfig):
     if config.kind == "cnn":
         x = layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(ids)
         x = layers.Dropout(config.embedding_dropout, name="embedding_dropout")(x)
@@ -101,7 +150,7 @@ def _body(ids, vocab_size: int, config: TextModel):
     raise ValueError(f"unknown model.kind {config.kind!r}")
 
 
-def _encoder_block(x, config: TextModel, i: int):
+def _encoder_block(x, config: ModelConfig, i: int):
     """Pre-norm encoder block; padding positions are masked out of attention via the embedding mask."""
     h = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(x)
     h = layers.MultiHeadAttention(config.num_heads, config.embedding_dim // config.num_heads,

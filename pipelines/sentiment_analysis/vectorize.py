@@ -24,6 +24,13 @@ WHITESPACE = re.compile(r"[ \t\n\r\v\f]+")  # what tf.strings.split splits on
 HASH_MULTIPLIER = 7919  # prime; (h * 7919) stays inside int32 for h < 2**18 buckets
 
 
+def takes_raw_strings() -> bool:
+    """The exported model takes raw strings only where TextVectorization can run: the TensorFlow backend."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
 def tokenize(text: str) -> list[str]:
     return [t for t in WHITESPACE.split(STRIP_PUNCTUATION.sub("", text.lower())) if t]
 
