@@ -12,7 +12,7 @@ from pydantic import Field
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
-class RatingsData(Section):
+class DataConfig(Section):
     source: str = Field("movielens-100k", description=(
         "movielens-100k (offline: the recbole==1.2.1 wheel, else GroupLens) | grouplens:ml-100k | "
         "grouplens:ml-1m | csv:<path> (user,item,rating[,timestamp])"))
@@ -32,7 +32,7 @@ class RatingsData(Section):
     download: bool = Field(True, description="allow pip/GroupLens downloads into the cache")
 
 
-class RecommenderModel(Section):
+class ModelConfig(Section):
     kind: Literal["mf", "two_tower", "neumf"] = Field(
         "mf", description="mf: biased matrix factorisation (rating regression); two_tower: retrieval on implicit "
                           "feedback with in-batch negatives; neumf: GMF + MLP rating regression")
@@ -47,7 +47,7 @@ class RecommenderModel(Section):
         "correction, Yi et al. 2019); 0 disables"))
 
 
-class RankingEval(Section):
+class EvaluationConfig(Section):
     k: int = Field(10, ge=1, le=100, description="cut-off of Recall/NDCG/HitRate/coverage @k")
     ease_lambda: float = Field(200.0, gt=0, description="L2 of the EASE baseline")
     knn_neighbours: int = Field(100, ge=1, description="neighbours per item of the item-kNN baseline")
@@ -56,9 +56,9 @@ class RankingEval(Section):
 
 
 class RecommendationConfig(RunConfig):
-    data: RatingsData = RatingsData()
-    model: RecommenderModel = RecommenderModel()
-    evaluation: RankingEval = RankingEval()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     train: TrainConfig = TrainConfig(epochs=14, batch_size=1024, learning_rate=5e-3, optimizer="adam",
                                      weight_decay=0.0, early_stopping_patience=4)
 

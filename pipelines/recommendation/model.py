@@ -16,8 +16,23 @@ import keras
 import numpy as np
 from keras import layers
 
-from deepsuite.pipelines.recommendation.config import RecommenderModel
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.recommendation.config import ModelConfig, RecommendationConfig
 from deepsuite.pipelines.recommendation.layers import IdLookup, InBatchSoftmax, L2Penalty, RatingRange
+from deepsuite.pipelines.recommendation.splits import RatingSplits, fit_interactions, model_vocab
+
+
+def build(config: RecommendationConfig, splits: RatingSplits) -> keras.Model:
+    """The compiled model for config.model.kind, sized and initialised from the training catalogue."""
+    cat, id_mode = splits.catalogue, splits.metadata.id_mode
+    fit = fit_interactions(cat, config.model.kind)
+    user_vocab, item_vocab = model_vocab(cat, id_mode)
+    model = build_recommender(
+        config.model, user_vocab, item_vocab, id_mode == "string", cat.user_features, cat.item_features,
+        trained_rows(cat.num_users, fit.users), trained_rows(cat.num_items, fit.items),
+        float(cat.train.ratings.mean()), cat.rating_range, log_frequency(cat.num_items, fit.items), config.seed)
+    steps = steps_per_epoch(len(fit), config.train.batch_size)
+    return compile_recommender(model, config.model.kind, optimizer(config.train, steps), id_mode == "string")
 
 
 def id_inputs(user_vocab: np.ndarray, item_vocab: np.ndarray, string_ids: bool):
@@ -79,7 +94,7 @@ def _biases(user_index, item_index, sizes, features, l2: float):
     return terms
 
 
-def build_recommender(config: RecommenderModel, user_vocab, item_vocab, string_ids: bool,
+def build_recommender(config: ModelConfig, user_vocab, item_vocab, string_ids: bool,
                       user_features, item_features, trained_users, trained_items, global_mean: float,
                       rating_range: tuple[float, float], log_item_frequency: np.ndarray, seed: int = 0) -> keras.Model:
     """The model for config.kind; trained_* are (n+1,) 0/1 rows that have training ratings."""

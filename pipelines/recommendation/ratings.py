@@ -55,7 +55,7 @@ class Ratings:
 
 def load_ratings(source: str, items_csv: str | None = None, duplicates: str = "latest",
                  cache_dir: str | None = None, download: bool = True) -> Ratings:
-    """Read `source` (see RatingsData.source), then apply the duplicate policy and basic checks."""
+    """Read `source` (see DataConfig.source), then apply the duplicate policy and basic checks."""
     if source == "movielens-100k":
         ratings, _ = first_available("movielens-100k", [
             Source("pypi:" + RECBOLE, lambda: _recbole_ml100k(cache_dir, download),

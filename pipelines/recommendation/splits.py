@@ -1,4 +1,4 @@
-"""Ratings -> train/validation/test, id vocabularies and side-feature matrices.
+"""Ratings -> train/validation/test, id vocabularies, side-feature matrices, and the id arrays the model takes.
 
 Two splits, selectable with data.split:
 - random: a seeded `test_fraction` of all ratings is the test set (the literature's 80/20), and `val_fraction` of
@@ -99,6 +99,56 @@ def index_of(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
     clipped = np.minimum(position, len(vocab) - 1)
     found = vocab[clipped] == raw
     return np.where(found, position + 1, 0).astype("int32")
+
+
+# ------------------------------------------------------------------------------------------------
+# Ids: raw ints (IdLookup in the model), raw strings (StringLookup, TensorFlow) or indices (strings elsewhere)
+
+PREDICT_BATCH = 65536  # (user, item) pairs per predict call when a model scores whole catalogues
+
+
+def choose_id_mode(catalogue: Catalogue) -> str:
+    import keras
+
+    if catalogue.user_vocab.dtype.kind in "iu" and catalogue.item_vocab.dtype.kind in "iu":
+        return "int"
+    return "string" if keras.backend.backend() == "tensorflow" else "index"
+
+
+def model_vocab(cat: Catalogue, id_mode: str):
+    """The vocabularies the model's id lookups are built on."""
+    if id_mode == "index":
+        return np.arange(1, cat.num_users + 1), np.arange(1, cat.num_items + 1)
+    if id_mode == "string":
+        return cat.user_vocab.astype(str), cat.item_vocab.astype(str)
+    return cat.user_vocab, cat.item_vocab
+
+
+def model_inputs(cat: Catalogue, id_mode: str, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+    return raw_or_index(id_mode, cat.user_vocab, cat.item_vocab, users, items)
+
+
+def raw_or_index(id_mode: str, user_vocab, item_vocab, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
+    """Index arrays (1-based) -> what the model takes: raw int ids, raw strings, or the indices themselves."""
+    if id_mode == "index":
+        return {"user_id": users.astype("int32"), "item_id": items.astype("int32")}
+    user_ids, item_ids = np.asarray(user_vocab)[users - 1], np.asarray(item_vocab)[items - 1]
+    if id_mode == "string":
+        # object arrays of str: Keras refuses NumPy's fixed-width unicode dtype
+        return {"user_id": user_ids.astype(str).astype(object), "item_id": item_ids.astype(str).astype(object)}
+    return {"user_id": user_ids.astype("int32"), "item_id": item_ids.astype("int32")}
+
+
+def fit_interactions(cat: Catalogue, kind: str) -> Interactions:
+    """What the model trains on: train, or for the two-tower (no validation loss) train and validation."""
+    if kind != "two_tower" or not len(cat.val):
+        return cat.train
+    join = lambda name: np.concatenate([getattr(cat.train, name), getattr(cat.val, name)])  # noqa: E731
+    return Interactions(*(join(n) for n in ("users", "items", "ratings", "raw_users", "raw_items", "times")))
+
+
+# ------------------------------------------------------------------------------------------------
+# Splitting
 
 
 def split_ratings(ratings: Ratings, split: str, test_fraction: float, val_fraction: float, seed: int,
