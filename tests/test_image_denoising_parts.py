@@ -13,7 +13,7 @@ from deepsuite.common.errors import ConfigError, DataError, DeepsuiteError
 from deepsuite.common.metrics_image import psnr, ssim
 from deepsuite.pipelines.image_denoising import config as cfg
 from deepsuite.pipelines.image_denoising.data import decode_image, read_folder, read_skimage, split_by_image
-from deepsuite.pipelines.image_denoising.evaluation import estimate_sigma
+from deepsuite.pipelines.image_denoising.evaluate import estimate_sigma
 from deepsuite.pipelines.image_denoising.noise import add_noise
 from deepsuite.pipelines.image_denoising.patches import NoisyPatches, fixed_patches, usable
 from tests.support.cli import SHARED_DATA
@@ -161,7 +161,7 @@ def test_bad_tiling_options_are_refused(tile, overlap):
 
 
 def test_output_names_for_one_file_several_files_and_no_output(tmp_path):
-    from deepsuite.pipelines.image_denoising.files import output_paths
+    from deepsuite.pipelines.image_denoising.inference import output_paths
 
     assert output_paths(["a/noisy.jpg"], tmp_path / "clean.png") == [tmp_path / "clean.png"]
     assert output_paths(["a/x.png", "b/y.tif"], tmp_path / "out") == [tmp_path / "out" / "x-denoised.png",

@@ -81,7 +81,7 @@ class ImageDenoisingPipeline(Pipeline):
         return FitData(self._stream(splits, config), validation_data=validation)
 
     def evaluate(self, model, splits: Splits, config: cfg.DenoisingConfig) -> Evaluation:
-        from deepsuite.pipelines.image_denoising import evaluation as ev
+        from deepsuite.pipelines.image_denoising import evaluate as ev
 
         settings = config.evaluation
         results = ev.evaluate_images(model, splits.test.x, splits.test.y, config.noise, config.seed,
@@ -114,7 +114,7 @@ class ImageDenoisingPipeline(Pipeline):
         return cfg.search_space(hp, config)
 
     def denoise(self, model, metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
-        from deepsuite.pipelines.image_denoising.files import denoise_files
+        from deepsuite.pipelines.image_denoising.inference import denoise_files
 
         return denoise_files(model, metadata, list(options.get("inputs") or []), options.get("output"),
                              int(options.get("tile") or 256), int(options.get("overlap") or 0))
