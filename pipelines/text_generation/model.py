@@ -10,22 +10,44 @@ Keras layers and keras.ops are used, so the saved .keras file loads anywhere (`d
     lstm: ids -> embedding -> num_layers x LSTM(dim) (dropout between) -> Dense(vocab)
 
 Layer names are part of the contract with `decoding.py`, which reuses these layers for cached decoding.
+`build_model` compiles one for training: AdamW without decay on biases and norms, beta2 0.99, perplexity.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
 
-from deepsuite.pipelines.text_generation.config import LanguageModel
+from deepsuite.common.pipeline import Splits
+from deepsuite.common.training import optimizer
+from deepsuite.pipelines.text_generation.config import ModelConfig, TextGenerationConfig
+from deepsuite.pipelines.text_generation.metrics import Perplexity
 
 
-def build_language_model(vocab_size: int, config: LanguageModel) -> keras.Model:
+def build_model(config: TextGenerationConfig, splits: Splits) -> keras.Model:
+    model = build_language_model(splits.metadata.vocab_size, config.model)
+    opt = optimizer(config.train, config.data.steps_per_epoch)
+    if config.train.optimizer == "adamw":
+        opt.exclude_from_weight_decay(var_names=no_decay_names())
+    if hasattr(opt, "beta_2"):
+        opt.beta_2 = 0.99  # nanoGPT's choice for small batches: second moments that follow the loss sooner
+    model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[Perplexity()], jit_compile=_xla(config.model.xla and not config.deterministic))
+    return model
+
+
+def _xla(wanted: bool):
+    """XLA for training: JAX always compiles; TensorFlow only on GPUs unless asked, and never together with
+    its op determinism (Keras would refuse with a warning); torch keeps Keras' default."""
+    return True if wanted and keras.backend.backend() == "tensorflow" else "auto"
+
+
+def build_language_model(vocab_size: int, config: ModelConfig) -> keras.Model:
     if config.kind == "lstm":
         return build_lstm(vocab_size, config)
     return build_gpt(vocab_size, config)
 
 
-def build_gpt(vocab_size: int, config: LanguageModel) -> keras.Model:
+def build_gpt(vocab_size: int, config: ModelConfig) -> keras.Model:
     dim, heads, context = config.dim, config.num_heads, config.context
     init = keras.initializers.RandomNormal(stddev=0.02)
     # Residual projections scaled down with depth, as GPT-2 does, so the residual stream starts small.
@@ -53,7 +75,7 @@ def build_gpt(vocab_size: int, config: LanguageModel) -> keras.Model:
     return keras.Model(ids, logits, name="gpt")
 
 
-def build_lstm(vocab_size: int, config: LanguageModel) -> keras.Model:
+def build_lstm(vocab_size: int, config: ModelConfig) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = layers.Embedding(vocab_size, config.dim, name="token_embedding")(ids)
     for i in range(config.num_layers):
