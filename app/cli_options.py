@@ -32,10 +32,10 @@ def declared_commands() -> dict[str, list[tuple[str, Command]]]:
     return verbs
 
 
-def options_parser(command: Command, prog: str) -> argparse.ArgumentParser:
+def options_parser(command: Command, prog: str, usage: str | None = None) -> argparse.ArgumentParser:
     """A parser whose namespace holds only the options given (pydantic fills in the defaults)."""
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False, argument_default=argparse.SUPPRESS,
-                                     description=command.help)
+                                     description=command.help, usage=usage, add_help=usage is None)
     for name, info in command.options.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         text = info.description or ""
@@ -56,7 +56,7 @@ def options_parser(command: Command, prog: str) -> argparse.ArgumentParser:
             kwargs.update(type=_scalar(kind), metavar=name.upper())
         if info.is_required():
             kwargs["required"] = True
-        elif info.default not in (None, "", False):
+        elif info.default not in (None, "", False) and "default" not in text:
             text += f" (default {info.default})"
         parser.add_argument(*flags, help=text, **kwargs)
     return parser
@@ -66,10 +66,8 @@ def describe_options(verb: str, declared: list[tuple[str, Command]]) -> str:
     """The `--help` epilog of `deepsuite <verb>`: each declaring pipeline's options."""
     parts = ["options by pipeline (the model's pipeline decides which apply):"]
     for pipeline, command in declared:
-        text = options_parser(command, prog=f"deepsuite {verb} MODEL").format_help()
-        body = text.split("\n", 1)[1] if text.startswith("usage:") else text
-        lines = [line for line in body.splitlines() if line.strip() and "show this help" not in line
-                 and not line.startswith(("  -h", command.help))]
+        text = options_parser(command, prog=f"deepsuite {verb} MODEL", usage=argparse.SUPPRESS).format_help()
+        lines = [line for line in text.splitlines() if line.strip() and line != command.help]
         parts.append(f"\n{pipeline}: {command.help}\n" + "\n".join("  " + line for line in lines))
     return "\n".join(parts)
 

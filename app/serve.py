@@ -84,7 +84,7 @@ class ModelService:
         nested = payload.pop("options", {}) or {}
         if not isinstance(nested, dict):
             raise BadRequest("\"options\" must be a JSON object")
-        options = {**payload, **nested}
+        options = {key: value for key, value in {**payload, **nested}.items() if value is not None}  # null: default
         inputs_name, output_name = command.field_with_role("inputs"), command.field_with_role("output")
         if inputs_name and "instances" in options and inputs_name not in options:
             options[inputs_name] = options.pop("instances")
