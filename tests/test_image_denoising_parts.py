@@ -66,12 +66,12 @@ def test_poisson_and_salt_pepper_noise():
                                              ("model.kind=vgg", "model.kind")])
 def test_bad_noise_and_model_settings_are_config_errors_naming_the_key(assignment, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        config_lib.resolve(cfg.DenoisingConfig, cfg.PRESETS, "smoke", None, [assignment])
+        config_lib.resolve(cfg.ImageDenoisingConfig, cfg.PRESETS, "smoke", None, [assignment])
 
 
 def test_presets_keep_adam_with_decay():
     for preset in cfg.PRESETS:
-        train = config_lib.resolve(cfg.DenoisingConfig, cfg.PRESETS, preset).train
+        train = config_lib.resolve(cfg.ImageDenoisingConfig, cfg.PRESETS, preset).train
         assert train.optimizer == "adam" and train.schedule == "cosine", preset
 
 
@@ -141,10 +141,10 @@ def test_tiling_equals_whole_image_for_a_pointwise_model_and_keeps_any_size():
     tiled, tiles = denoise_array(pointwise, image, tile=32, overlap=8, multiple=1)
     assert tiles > 12 and tiled.shape == image.shape
     np.testing.assert_allclose(tiled, image + 1, atol=1e-5)
-    unet = build_denoiser(1, cfg.DenoiserModel(kind="unet", width=4, levels=2, blocks=1))
+    unet = build_denoiser(1, cfg.ModelConfig(kind="unet", width=4, levels=2, blocks=1))
     out, _ = denoise_array(unet, image, tile=48, overlap=8, multiple=4)      # odd sizes: padded and cropped
     assert out.shape == image.shape
-    dncnn_rgb = build_denoiser(3, cfg.DenoiserModel(kind="dncnn", depth=3, width=4, downscale=2))
+    dncnn_rgb = build_denoiser(3, cfg.ModelConfig(kind="dncnn", depth=3, width=4, downscale=2))
     grey_on_rgb, _ = denoise_any_channels(dncnn_rgb, image, 3, 64, 16, 2)
     rgb_on_grey, _ = denoise_any_channels(pointwise, np.repeat(image, 3, -1), 1, 64, 16, 1)
     assert grey_on_rgb.shape == image.shape and rgb_on_grey.shape == (97, 130, 3)

@@ -8,13 +8,7 @@ from pydantic import Field, model_validator
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
 
-# Adam with a decaying (cosine) learning rate, as DnCNN; no weight decay and no early stop: fresh patches
-# and fresh noise every batch leave nothing to overfit.
-TRAIN = {"epochs": 20, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam", "weight_decay": 0.0,
-         "schedule": "cosine", "early_stopping_patience": 0, "clipnorm": 1.0}
-
-
-class DenoisingData(Section):
+class DataConfig(Section):
     source: str = Field("skimage", description="clean training images: skimage | fashion_mnist | folder:<path>")
     test_folder: str | None = Field(
         None, description="folder of clean test images (e.g. Set12); default: scikit-image photographs held out "
@@ -47,7 +41,7 @@ class NoiseConfig(Section):
         return self
 
 
-class DenoiserModel(Section):
+class ModelConfig(Section):
     kind: Literal["unet", "dncnn"] = Field("unet", description="unet (default: best PSNR per CPU second) | dncnn")
     width: int | None = Field(None, ge=4, le=512, description="unet: filters at full resolution (default 24); "
                                                               "dncnn: filters per layer (default 64)")
@@ -73,11 +67,14 @@ class EvaluationConfig(Section):
     figure_images: int = Field(4, ge=0, le=12, description="test images shown as noisy / denoised / clean")
 
 
-class DenoisingConfig(RunConfig):
-    data: DenoisingData = DenoisingData()
+class ImageDenoisingConfig(RunConfig):
+    data: DataConfig = DataConfig()
     noise: NoiseConfig = NoiseConfig()
-    model: DenoiserModel = DenoiserModel()
-    train: TrainConfig = TrainConfig(**TRAIN)
+    model: ModelConfig = ModelConfig()
+    # Adam with a decaying (cosine) learning rate, as DnCNN; no weight decay and no early stop: fresh patches
+    # and fresh noise every batch leave nothing to overfit.
+    train: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=1e-3, optimizer="adam", weight_decay=0.0,
+                                     schedule="cosine", early_stopping_patience=0, clipnorm=1.0)
     evaluation: EvaluationConfig = EvaluationConfig()
 
 
@@ -98,7 +95,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def search_space(hp, config: DenoisingConfig) -> DenoisingConfig:
+def search_space(hp, config: ImageDenoisingConfig) -> ImageDenoisingConfig:
     """The tuner's choices applied to `config`; model.py never sees `hp`."""
     values = config.model_dump()
     model = config.model

@@ -7,6 +7,9 @@ Default data, offline: the natural photographs that ship inside scikit-image (`s
 public domain, see scikit-image's data README). `camera`, `coins`, `moon` and `page` are never trained
 on: they are the default test set when no `data.test_folder` is given. `camera` is the cameraman,
 which is also image 01 of Set12, so holding it out keeps the Set12 benchmark honest.
+
+`load_data` puts lists of clean float images (any sizes) in the splits: `train` feeds the patch stream,
+`val` gives fixed noisy patches for early stopping, `test` is denoised whole (its y are the image names).
 """
 from __future__ import annotations
 
@@ -15,14 +18,78 @@ from pathlib import Path
 
 import numpy as np
 
+from deepsuite.common.data.cache import array_digest
 from deepsuite.common.data.images import IMAGE_SUFFIXES, MAX_PIXELS
 from deepsuite.common.errors import DataError
+from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
+from deepsuite.pipelines.image_denoising.config import ImageDenoisingConfig
+from deepsuite.pipelines.image_denoising.contract import ImageDenoisingMetadata
+from deepsuite.pipelines.image_denoising.noise import describe
 
 SKIMAGE_TRAIN = ("astronaut.png", "brick.png", "cell.png", "chelsea.png", "coffee.png", "grass.png", "gravel.png",
                  "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "motorcycle_right.png", "retina.jpg",
                  "rocket.jpg")
 SKIMAGE_TEST = ("camera.png", "coins.png", "moon.png", "page.png")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L" conversion
+
+
+def load_data(config: ImageDenoisingConfig) -> Splits:
+    from deepsuite.pipelines.image_denoising.patches import usable  # Keras (PyDataset) loads when training
+
+    data = config.data
+    train_images, train_names, source = load_training_images(data.source, data.channels, data.cache_dir)
+    if data.max_train_images:
+        train_images, train_names = train_images[: data.max_train_images], train_names[: data.max_train_images]
+    train_images, train_names, dropped = usable(train_images, train_names, data.patch_size)
+    keep, held = split_by_image(len(train_images), data.val_fraction, config.seed)
+    val_images = [train_images[i] for i in held] or [train_images[i] for i in keep]
+    val_names = [train_names[i] for i in held]
+    test_images, test_names, test_source = load_test_images(data.test_folder, data.channels)
+    if data.max_test_images:
+        test_images, test_names = test_images[: data.max_test_images], test_names[: data.max_test_images]
+    small = [n for n, im in zip(test_names, test_images) if min(im.shape[:2]) < 7]
+    if small:
+        raise DataError(f"test images {small} are smaller than 7x7 pixels, too small for SSIM")
+    info = DatasetInfo(
+        name=Path(data.source.partition(":")[2]).name if data.source.startswith("folder:") else data.source,
+        source=f"{source}; test: {test_source}",
+        digest=array_digest(*[im for im in train_images], *[im for im in test_images]))
+    metadata = ImageDenoisingMetadata(
+        channels=data.channels, size_multiple=config.model.size_multiple(), noise=config.noise,
+        noise_label=describe(config.noise), train_images=[train_names[i] for i in keep], val_images=val_names,
+        skipped_small_images=dropped, test_images=test_names)
+    return Splits(Split([train_images[i] for i in keep], None), Split(val_images, None),
+                  Split(test_images, test_names), info, metadata)
+
+
+def patch_stream(splits: Splits, config: ImageDenoisingConfig):
+    """The training batches: fresh random noisy/clean patches every epoch (patches.NoisyPatches)."""
+    from deepsuite.pipelines.image_denoising.patches import NoisyPatches
+
+    data = config.data
+    return NoisyPatches(splits.train.x, data.patch_size, config.train.batch_size, data.patches_per_epoch,
+                        config.noise, config.seed, data.augment)
+
+
+def fit_data(splits: Splits, config: ImageDenoisingConfig) -> FitData:
+    from deepsuite.pipelines.image_denoising.patches import fixed_patches, usable
+
+    data = config.data
+    val_images, _, _ = usable(splits.val.x, [str(i) for i in range(len(splits.val.x))], data.patch_size)
+    validation = fixed_patches(val_images, data.val_patches, data.patch_size, config.noise, config.seed)
+    return FitData(patch_stream(splits, config), validation_data=validation)
+
+
+def input_example(splits: Splits) -> np.ndarray:
+    """A crop of the first test image, at most 64 pixels a side and a multiple of what the model takes."""
+    multiple = splits.metadata.size_multiple
+    image = splits.test.x[0]
+    side = max(multiple, min(64, *image.shape[:2]) // multiple * multiple)
+    return np.ascontiguousarray(image[None, :side, :side]).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading images
 
 
 @dataclass

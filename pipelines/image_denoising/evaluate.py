@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deepsuite.common import reports
 from deepsuite.common.metrics_image import psnr, ssim
-from deepsuite.pipelines.image_denoising.config import NoiseConfig
-from deepsuite.pipelines.image_denoising.noise import add_noise
+from deepsuite.common.pipeline import Evaluation, Splits
+from deepsuite.pipelines.image_denoising.config import ImageDenoisingConfig, NoiseConfig
+from deepsuite.pipelines.image_denoising.noise import add_noise, describe
 from deepsuite.pipelines.image_denoising.tiling import denoise_any_channels
 
 TEST_NOISE_STREAM = 104729  # keeps test noise independent of training/validation noise
@@ -27,6 +29,29 @@ class ImageResult:
     shape: tuple[int, ...]
     scores: dict[str, float]                    # e.g. noisy_psnr, psnr, nl_means_psnr
     images: dict[str, np.ndarray] = field(default_factory=dict)  # noisy / denoised / baseline / clean
+
+
+def evaluate(model, splits: Splits, config: ImageDenoisingConfig) -> Evaluation:
+    settings = config.evaluation
+    results = evaluate_images(model, splits.test.x, splits.test.y, config.noise, config.seed, config.data.channels,
+                              settings.tile, settings.overlap, config.model.size_multiple(), settings.baseline,
+                              settings.figure_images)
+    metrics = mean_metrics(results)
+    label = describe(config.noise)
+    figures = {}
+    if settings.figure_images:
+        figures["denoising_examples"] = comparison_figure(
+            results, f"{config.model.kind}, {label}: noisy / ours / classical / clean")
+    meta = splits.metadata
+    notes = [f"test: {len(results)} images ({', '.join(splits.test.y)}) with {label}; "
+             f"mean PSNR {metrics['psnr']:.2f} dB (noisy {metrics['noisy_psnr']:.2f} dB"
+             + (f", non-local means {metrics['nl_means_psnr']:.2f} dB)" if "nl_means_psnr" in metrics else ")"),
+             "protocol: noise not clipped (noisy PSNR is the true noise level); outputs clipped to 0..1",
+             f"trained on {len(splits.train.x)} images: {', '.join(meta.train_images[:20])}"
+             + (" ..." if len(meta.train_images) > 20 else "")]
+    if meta.skipped_small_images:
+        notes.append(f"skipped {len(meta.skipped_small_images)} training images smaller than the patch")
+    return Evaluation(metrics, figures, {"per_image.csv": per_image_csv(results)}, notes)
 
 
 def test_noise(clean: np.ndarray, noise: NoiseConfig, seed: int, index: int) -> np.ndarray:
@@ -102,11 +127,7 @@ def per_image_csv(results: list[ImageResult]) -> str:
 
 def comparison_figure(results: list[ImageResult], title: str):
     """One row per test image: noisy | ours | baseline | clean, PSNR in each caption."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = reports._plt()
     shown = [r for r in results if r.images]
     columns = [c for c in ("noisy", "denoised", "nl_means", "clean") if shown and c in shown[0].images]
     fig, axes = plt.subplots(len(shown), len(columns), figsize=(3.2 * len(columns), 3.4 * len(shown)),

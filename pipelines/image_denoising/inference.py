@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 
 from deepsuite.common.errors import DataError
+from deepsuite.common.export import Export
+from deepsuite.pipelines.image_denoising.contract import DenoiseOptions, ImageDenoisingMetadata
 from deepsuite.pipelines.image_denoising.data import decode_image, probe_image
 from deepsuite.pipelines.image_denoising.tiling import check_tiling, denoise_any_channels
 
@@ -52,12 +53,13 @@ def write_image(path: Path, pixels: np.ndarray, alpha: np.ndarray | None, bit_de
         raise DataError(f"cannot write {path}: {exc} (use a .png or .tif output name)") from None
 
 
-def denoise_files(model, metadata: Mapping[str, Any], inputs: list[str], output, tile: int,
-                  overlap: int) -> list[dict]:
+def denoise(model, export: Export, options: DenoiseOptions) -> list[dict]:
+    metadata: ImageDenoisingMetadata = export.metadata
+    inputs, output, tile, overlap = options.inputs, options.output, options.tile, options.overlap
     if not inputs:
         raise DataError("denoise needs at least one image file")
     check_tiling(tile, overlap)
-    channels, multiple = int(metadata["channels"]), int(metadata["size_multiple"])
+    channels, multiple = metadata.channels, metadata.size_multiple
     for path in inputs:  # headers only: a bad file is reported before any work starts
         probe_image(path)
     results = []
@@ -71,7 +73,7 @@ def denoise_files(model, metadata: Mapping[str, Any], inputs: list[str], output,
         kind = "grey" if depth == 1 else "colour"
         results.append({"input": path, "output": str(target), "width": width, "height": height,
                         "channels": depth, "bit_depth": image.bit_depth, "tiles": tiles, "seconds": round(seconds, 3),
-                        "noise_trained_on": metadata.get("noise_label"),
+                        "noise_trained_on": metadata.noise_label,
                         "summary": f"{path} -> {target} ({width}x{height} {kind}, {image.bit_depth}-bit, "
                                    f"{tiles} tile{'s' if tiles != 1 else ''}, {seconds:.2f} s)"})
     return results

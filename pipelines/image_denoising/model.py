@@ -1,7 +1,7 @@
 """Two fully convolutional denoisers; both predict the noise and subtract it (residual learning).
 
 Inputs are float32 images on the 0..1 scale of any size (None x None x C): Gaussian noise is not
-clipped, so the input is not uint8. Sides must be multiples of `DenoiserModel.size_multiple()`;
+clipped, so the input is not uint8. Sides must be multiples of `ModelConfig.size_multiple()`;
 `tiling.denoise_array` pads to that and crops back.
 
 unet (Ronneberger et al. 2015, additive skips; the default: best PSNR per CPU second in our runs):
@@ -18,12 +18,23 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from deepsuite.pipelines.image_denoising.config import DenoiserModel
+from deepsuite.common.pipeline import Splits
+from deepsuite.common.training import optimizer
+from deepsuite.pipelines.image_denoising.config import ImageDenoisingConfig, ModelConfig
+from deepsuite.pipelines.image_denoising.data import patch_stream
 
 MAX_UNET_WIDTH = 512
 
 
-def build_denoiser(channels: int, config: DenoiserModel) -> keras.Model:
+def build(config: ImageDenoisingConfig, splits: Splits) -> keras.Model:
+    """The compiled denoiser: MSE (or L1) between its output and the clean patch."""
+    model = build_denoiser(config.data.channels, config.model)
+    steps = len(patch_stream(splits, config))
+    model.compile(optimizer=optimizer(config.train, steps), loss="mae" if config.model.loss == "l1" else "mse")
+    return model
+
+
+def build_denoiser(channels: int, config: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(None, None, channels), dtype="float32", name="noisy")
     if config.kind == "unet":
         noise = _unet_noise(inputs, channels, config)
@@ -40,7 +51,7 @@ def _conv_bn_relu(x, width: int, batch_norm: bool, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _dncnn_noise(inputs, channels: int, config: DenoiserModel):
+def _dncnn_noise(inputs, channels: int, config: ModelConfig):
     if config.downscale == 2:
         x = layers.Conv2D(config.filters(), 4, strides=2, padding="same", activation="relu", name="head_down")(inputs)
     else:
@@ -52,13 +63,13 @@ def _dncnn_noise(inputs, channels: int, config: DenoiserModel):
     return layers.Conv2D(channels, 3, padding="same", dtype="float32", name="noise")(x)
 
 
-def _block(x, width: int, config: DenoiserModel, name: str):
+def _block(x, width: int, config: ModelConfig, name: str):
     for b in range(config.blocks):
         x = _conv_bn_relu(x, width, config.batch_norm, f"{name}_{b}")
     return x
 
 
-def _unet_noise(inputs, channels: int, config: DenoiserModel):
+def _unet_noise(inputs, channels: int, config: ModelConfig):
     widths = [min(config.filters() * 2 ** level, MAX_UNET_WIDTH) for level in range(config.levels + 1)]
     x = _block(inputs, widths[0], config, "enc0")
     skips = []
