@@ -176,13 +176,13 @@ def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
     of the backend gradient path (the same check passes under KERAS_BACKEND=jax)."""
     import keras
 
-    from deepsuite.pipelines.medical_imaging.config import MedicalModel
+    from deepsuite.pipelines.medical_imaging.config import ModelConfig
     from deepsuite.pipelines.medical_imaging.gradcam import GradCam
-    from deepsuite.pipelines.medical_imaging.model import build_model, classifier_of
+    from deepsuite.pipelines.medical_imaging.model import build_cnn, classifier_of
 
     keras.utils.set_random_seed(1)
-    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8, 16], blocks_per_stage=1, tta_flip=True,
-                                                     min_input_side=None))
+    model = build_cnn((28, 28, 1), 2, ModelConfig(widths=[8, 16], blocks_per_stage=1, tta_flip=True,
+                                                  min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:6, ..., None]
     classes = np.array([0, 1, 0, 1, 1, 0])
@@ -200,12 +200,12 @@ def test_gradcam_gradients_equal_the_analytic_cam_of_a_gap_dense_head():
 def test_flip_tta_averages_the_mirrored_prediction_and_survives_save_and_load(tmp_path, train_mirror):
     import keras
 
-    from deepsuite.pipelines.medical_imaging.config import MedicalModel
-    from deepsuite.pipelines.medical_imaging.model import build_model, classifier_of
+    from deepsuite.pipelines.medical_imaging.config import ModelConfig
+    from deepsuite.pipelines.medical_imaging.model import build_cnn, classifier_of
 
     keras.utils.set_random_seed(2)
-    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
-                                                     tta_train_mirror=train_mirror, min_input_side=None))
+    model = build_cnn((28, 28, 1), 2, ModelConfig(widths=[8], blocks_per_stage=1, tta_flip=True,
+                                                  tta_train_mirror=train_mirror, min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:4, ..., None]
     pixels = images.astype("float32") / 255
@@ -218,7 +218,7 @@ def test_flip_tta_averages_the_mirrored_prediction_and_survives_save_and_load(tm
 
 
 def test_mixup_batches_blend_images_labels_and_class_weights():
-    from deepsuite.pipelines.medical_imaging.data import MixupBatches
+    from deepsuite.pipelines.medical_imaging.mixup import MixupBatches
 
     x = np.stack([np.zeros((4, 4, 1), "uint8"), np.full((4, 4, 1), 200, "uint8")] * 5)
     y = np.array([0, 1] * 5)
@@ -239,13 +239,13 @@ def test_mixup_batches_blend_images_labels_and_class_weights():
 def test_ensemble_trains_each_member_on_its_own_loss_and_averages_them_at_inference():
     import keras
 
-    from deepsuite.pipelines.medical_imaging.config import MedicalModel
+    from deepsuite.pipelines.medical_imaging.config import ModelConfig
     from deepsuite.pipelines.medical_imaging.gradcam import GradCam
-    from deepsuite.pipelines.medical_imaging.model import EnsembleCrossentropy, build_model, classifiers_of
+    from deepsuite.pipelines.medical_imaging.model import EnsembleCrossentropy, build_cnn, classifiers_of
 
     keras.utils.set_random_seed(3)
-    model = build_model((28, 28, 1), 2, MedicalModel(widths=[8], blocks_per_stage=1, tta_flip=True,
-                                                     ensemble_members=2, min_input_side=None))
+    model = build_cnn((28, 28, 1), 2, ModelConfig(widths=[8], blocks_per_stage=1, tta_flip=True,
+                                                  ensemble_members=2, min_input_side=None))
     with np.load(PNEUMONIA) as stored:
         images = stored["test_images"][:4, ..., None]
     pixels = images.astype("float32") / 255
@@ -291,11 +291,11 @@ def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(tmp_pat
 
 
 def test_small_images_are_enlarged_inside_the_model_and_larger_ones_pass_unchanged():
-    from deepsuite.pipelines.medical_imaging.config import MedicalModel
-    from deepsuite.pipelines.medical_imaging.model import PREPROCESSED, build_model
+    from deepsuite.pipelines.medical_imaging.config import ModelConfig
+    from deepsuite.pipelines.medical_imaging.model import PREPROCESSED, build_cnn
 
     def preprocessed_shape(stored, **options):
-        model = build_model((*stored, 1), 2, MedicalModel(widths=[4], blocks_per_stage=1, **options))
+        model = build_cnn((*stored, 1), 2, ModelConfig(widths=[4], blocks_per_stage=1, **options))
         return tuple(model.get_layer(PREPROCESSED).output.shape[1:3])
 
     assert preprocessed_shape((28, 28)) == (28, 28)  # by default images keep their size

@@ -13,7 +13,7 @@ from deepsuite.common import metrics_binary as mb
 from deepsuite.common.data import medmnist
 from deepsuite.common.data.dicom import read_dicom
 from deepsuite.common.errors import DataError
-from deepsuite.pipelines.medical_imaging.config import MedicalData
+from deepsuite.pipelines.medical_imaging.config import DataConfig
 from deepsuite.pipelines.medical_imaging.data import group_split, load, load_folder
 from tests.support.data import PNEUMONIA, needs_pneumonia
 
@@ -66,7 +66,7 @@ def _medmnist_arrays(n=12, classes=2, seed=0):
 
 @needs_pneumonia
 def test_pneumoniamnist_official_splits():
-    data = load(MedicalData(source=f"medmnist:{PNEUMONIA}"), seed=0)
+    data = load(DataConfig(source=f"medmnist:{PNEUMONIA}"), seed=0)
     assert {s: len(y) for s, y in data.labels.items()} == {"train": 4708, "val": 524, "test": 624}
     assert data.images["train"].shape[1:] == (28, 28, 1) and data.class_names == ["normal", "pneumonia"]
     assert np.bincount(data.labels["train"]).tolist() == [1214, 3494]
@@ -107,7 +107,7 @@ def test_multiclass_rgb_npz_keeps_channels(tmp_path):
     for split in medmnist.SPLITS:
         arrays[f"{split}_images"] = np.repeat(arrays[f"{split}_images"][..., None], 3, axis=-1)
     np.savez(tmp_path / "bloodmnist.npz", **arrays)
-    data = load(MedicalData(source=f"medmnist:{tmp_path / 'bloodmnist.npz'}"), seed=0)
+    data = load(DataConfig(source=f"medmnist:{tmp_path / 'bloodmnist.npz'}"), seed=0)
     assert data.images["val"].shape[1:] == (28, 28, 3) and data.class_names[0] == "basophil"
 
 
@@ -121,7 +121,7 @@ def test_offline_named_set_says_which_file_to_put_where(tmp_path):
 
 def test_named_set_is_found_in_data_path(tmp_path):
     np.savez(tmp_path / "breastmnist.npz", **_medmnist_arrays())
-    data = load(MedicalData(source="breastmnist", path=str(tmp_path), download=False), seed=0)
+    data = load(DataConfig(source="breastmnist", path=str(tmp_path), download=False), seed=0)
     assert data.source == f"file:{tmp_path / 'breastmnist.npz'}" and data.class_names == ["malignant", "normal, benign"]
 
 
@@ -178,7 +178,7 @@ def _kermany_folder(root, n_normal=12, n_pneumonia=18, val=2):
 @needs_pneumonia
 def test_kermany_folder_splits_validation_by_patient(tmp_path):
     root = _kermany_folder(tmp_path / "chest_xray")
-    data = load_folder(root, MedicalData(image_size=(28, 28), val_fraction=0.25), seed=3)
+    data = load_folder(root, DataConfig(image_size=(28, 28), val_fraction=0.25), seed=3)
     assert data.class_names == ["NORMAL", "PNEUMONIA"]
     assert data.leakage["known"] and data.leakage["shared_patients"] == 0
     assert "merged into train" in data.split_note and "0 patient(s) in more than one split" in data.split_note
@@ -192,7 +192,7 @@ def test_folder_with_one_class_is_refused(tmp_path):
     (tmp_path / "xrays" / "NORMAL").mkdir(parents=True)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "xrays" / "NORMAL" / "a.png")
     with pytest.raises(DataError, match=r"xrays: found 1 class folder\(s\) \(NORMAL\); need at least 2"):
-        load_folder(tmp_path / "xrays", MedicalData(), seed=0)
+        load_folder(tmp_path / "xrays", DataConfig(), seed=0)
 
 
 def test_corrupt_dicom_in_a_folder_is_named(tmp_path):
@@ -201,7 +201,7 @@ def test_corrupt_dicom_in_a_folder_is_named(tmp_path):
         Image.fromarray(np.full((8, 8), 9, np.uint8)).save(tmp_path / "x" / name / "ok.png")
     (tmp_path / "x" / "PNEUMONIA" / "scan.dcm").write_bytes(b"\x00" * 50)
     with pytest.raises(DataError, match=r"scan\.dcm: not a DICOM file"):
-        load_folder(tmp_path / "x", MedicalData(), seed=0)
+        load_folder(tmp_path / "x", DataConfig(), seed=0)
 
 
 @settings(max_examples=30, deadline=None)

@@ -11,7 +11,7 @@ from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_defa
 KERMANY_PATIENT_PATTERN = r"^(NORMAL2-IM-\d+|IM-\d+|person\d+)"
 
 
-class MedicalData(Section):
+class DataConfig(Section):
     source: str = Field("pneumoniamnist", description="pneumoniamnist | <MedMNIST 2D flag, e.g. bloodmnist_64> | "
                                                        "medmnist:<file.npz> | folder:<path> (Kermany layout)")
     path: str | None = Field(None, description="a MedMNIST .npz file, or a folder searched first for <flag>.npz")
@@ -34,7 +34,7 @@ class MedicalData(Section):
     max_test_samples: int | None = Field(None, ge=10)
 
 
-class MedicalModel(Section):
+class ModelConfig(Section):
     kind: Literal["cnn"] = "cnn"
     input_size: tuple[int, int] | None = Field(None, description="resize inside the model to (h, w), e.g. 56x56")
     min_input_side: int | None = Field(None, ge=8, description="without input_size: enlarge images whose shorter "
@@ -77,7 +77,7 @@ class MedicalModel(Section):
         return self
 
 
-class MedicalEvaluation(Section):
+class EvaluationConfig(Section):
     threshold_policy: Literal["youden", "sensitivity", "specificity", "fixed"] = Field(
         "sensitivity", description="how the decision threshold is chosen on VALIDATION, then applied to test: "
                                    "youden = max sensitivity + specificity; sensitivity/specificity = the "
@@ -88,24 +88,14 @@ class MedicalEvaluation(Section):
     calibration_bins: int = Field(10, ge=2, le=50)
 
 
-class MedicalTrain(TrainConfig):
-    """The shared training knobs with defaults that suit ~5k small X-rays on a CPU."""
-
-    epochs: int = Field(20, ge=1, description="maximum number of epochs")
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(2e-3, gt=0, le=10)
-    early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement; 0 disables "
-                                                                "(the cosine schedule runs to the end)")
-    ema_momentum: float = Field(0.99, ge=0, lt=1, description="keep an exponential moving average of the weights "
-                                                             "(Keras optimizer use_ema) and end training on it; "
-                                                             "0 disables (the smoke preset)")
-
-
 class MedicalImagingConfig(RunConfig):
-    data: MedicalData = MedicalData()
-    model: MedicalModel = MedicalModel()
-    evaluation: MedicalEvaluation = MedicalEvaluation()
-    train: MedicalTrain = MedicalTrain()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    # ~5k small X-rays on a CPU; no early stopping (the cosine schedule runs to the end), training ends on
+    # the exponential moving average of the weights (the smoke preset turns it off)
+    train: TrainConfig = TrainConfig(epochs=20, batch_size=64, learning_rate=2e-3, early_stopping_patience=0,
+                                     ema_momentum=0.99)
 
 
 PRESETS: dict[str, dict] = {

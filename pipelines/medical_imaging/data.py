@@ -4,7 +4,8 @@ MedMNIST files carry official splits, used as they are. A folder may carry its o
 (`{train,val,test}/<class>/`), only train/test, or nothing; where validation or test has to be carved
 out, whole patients are assigned to one split (ids from a CSV, the DICOM header or the file name),
 and the number of patients found in more than one split is reported so a reader can see there is
-no leakage.
+no leakage. `load_data` turns them into the pipeline's Splits and MedicalImagingMetadata; `fit_data`
+adds class weights and, with `model.mixup`, mixup batches (mixup.py).
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from deepsuite.common.data.cache import array_digest, cached_arrays
 from deepsuite.common.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from deepsuite.common.data.images import IMAGE_SUFFIXES, read_image
 from deepsuite.common.errors import ConfigError, DataError
-from deepsuite.pipelines.medical_imaging.config import MedicalData
+from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
+from deepsuite.pipelines.medical_imaging.config import DataConfig, MedicalImagingConfig
+from deepsuite.pipelines.medical_imaging.contract import MedicalImagingMetadata, PatientSplit
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FOLDER_SIZE = (64, 64)
@@ -42,7 +45,75 @@ class MedicalImages:
         return array_digest(*(self.images[s] for s in SPLITS), *(self.labels[s] for s in SPLITS))
 
 
-def load(data: MedicalData, seed: int) -> MedicalImages:
+def load_data(config: MedicalImagingConfig) -> Splits:
+    """The source's splits, subsampled when the config says so, with what predict needs to know."""
+    data = config.data
+    images = load(data, config.seed)
+    names = images.class_names
+    positive = positive_index(names, data.positive_class)
+    rng = np.random.default_rng(config.seed)
+    split = {}
+    for name in SPLITS:
+        x, y = images.images[name], images.labels[name]
+        limit = {"train": data.max_train_samples, "val": data.max_val_samples, "test": data.max_test_samples}[name]
+        if limit and limit < len(y):
+            keep = np.sort(rng.permutation(len(y))[:limit])
+            x, y = x[keep], y[keep]
+        split[name] = Split(x, y)
+    if len(np.unique(split["train"].y)) < 2:
+        raise DataError(f"{images.source}: the training split has only one class; need at least 2")
+    patients = PatientSplit(**{k: v for k, v in images.leakage.items() if k != "examples"}) if images.leakage else None
+    metadata = MedicalImagingMetadata(class_names=names, input_shape=tuple(split["train"].x.shape[1:]),
+                                      positive_index=positive, split=images.split_note, patient_split=patients)
+    info = DatasetInfo(name=images.name, source=images.source, digest=images.digest)
+    return Splits(split["train"], split["val"], split["test"], info, metadata=metadata)
+
+
+def positive_index(class_names: list[str], positive: str | None) -> int | None:
+    """Index of the disease class of a binary task (default 1); None for multi-class."""
+    if len(class_names) != 2:
+        return None
+    if positive is None:
+        return 1
+    lowered = [n.lower() for n in class_names]
+    if positive.lower() in lowered:
+        return lowered.index(positive.lower())
+    if positive in ("0", "1"):
+        return int(positive)
+    raise ConfigError(f"data.positive_class {positive!r} is not one of the classes {class_names}")
+
+
+def fit_data(splits: Splits, config: MedicalImagingConfig) -> FitData:
+    """One-hot targets (the loss smooths labels) with class weights; mixup batches when model.mixup > 0."""
+    n = len(splits.metadata.class_names)
+    onehot = np.eye(n, dtype="float32")
+    weights = class_weights(splits.train.y, n, config.model.class_weight)
+    validation = (splits.val.x, onehot[splits.val.y])
+    if config.model.mixup > 0:
+        from deepsuite.pipelines.medical_imaging.mixup import MixupBatches  # a keras PyDataset: Keras loads here
+
+        batches = MixupBatches(splits.train.x, splits.train.y, n, config.train.batch_size, config.model.mixup,
+                               weights, config.seed)
+        return FitData(batches, validation_data=validation)
+    return FitData(splits.train.x, onehot[splits.train.y], validation, class_weight=weights)
+
+
+def class_weights(y: np.ndarray, num_classes: int, policy: str) -> dict[int, float] | None:
+    """balanced: N / (K * n_c), so every class carries the same total weight; sqrt: a milder version."""
+    if policy == "none":
+        return None
+    counts = np.bincount(y, minlength=num_classes).astype(float)
+    weights = len(y) / (num_classes * np.maximum(counts, 1))
+    if policy == "sqrt":
+        weights = np.sqrt(weights)
+    return {c: float(w) for c, w in enumerate(weights)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources
+
+
+def load(data: DataConfig, seed: int) -> MedicalImages:
     kind, _, arg = data.source.partition(":")
     if kind == "folder":
         if not arg:
@@ -119,7 +190,7 @@ def centre_square(image: np.ndarray) -> np.ndarray:
     return image[top: top + side, left: left + side]
 
 
-def load_folder(root: Path, data: MedicalData, seed: int) -> MedicalImages:
+def load_folder(root: Path, data: DataConfig, seed: int) -> MedicalImages:
     size = tuple(data.image_size or DEFAULT_FOLDER_SIZE)
     channels = data.channels or 1
     present = [s for s in SPLITS if (root / s).is_dir()]
@@ -158,7 +229,7 @@ def load_folder(root: Path, data: MedicalData, seed: int) -> MedicalImages:
     return _split_folder(root, arrays, names, data, seed)
 
 
-def _patient_lookup(root: Path, data: MedicalData):
+def _patient_lookup(root: Path, data: DataConfig):
     """path -> patient id ('' when unknown): CSV first, then the DICOM PatientID, then the name pattern."""
     table: dict[str, str] = {}
     if data.patients_csv:
@@ -193,7 +264,7 @@ def _patient_lookup(root: Path, data: MedicalData):
     return patient_of
 
 
-def _split_folder(root: Path, arrays: dict[str, np.ndarray], names: list[str], data: MedicalData,
+def _split_folder(root: Path, arrays: dict[str, np.ndarray], names: list[str], data: DataConfig,
                   seed: int) -> MedicalImages:
     split_of = {s: (arrays[f"{s}_x"], arrays[f"{s}_y"], arrays[f"{s}_patient"]) for s in ("all", *SPLITS)
                 if f"{s}_x" in arrays}
@@ -254,43 +325,3 @@ def patient_leakage(patients: dict[str, np.ndarray]) -> dict:
     shared = (sets["train"] & sets["val"]) | (sets["train"] & sets["test"]) | (sets["val"] & sets["test"])
     return {"known": known, "shared_patients": len(shared), "examples": sorted(shared)[:5],
             **{s: len(sets[s]) for s in SPLITS}}
-
-
-def _pydataset():
-    import keras
-
-    return keras.utils.PyDataset
-
-
-class MixupBatches(_pydataset()):
-    """Training batches of mixup (Zhang et al., 2018): each image blended with a shuffled partner,
-    x = lam * a + (1 - lam) * b with lam ~ Beta(alpha, alpha), the one-hot labels and the class weights
-    blended alike (class weights become sample weights). Pixels stay uint8, as the model expects."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, alpha: float,
-                 class_weight: dict[int, float] | None, seed: int):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.alpha = x, y, batch_size, alpha
-        self.onehot = np.eye(num_classes, dtype="float32")[y]
-        weights = np.ones(num_classes, "float32") if class_weight is None else \
-            np.array([class_weight[c] for c in range(num_classes)], "float32")
-        self.weights = weights[y]
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.y))
-        self.partner = self.rng.permutation(len(self.y))
-        self.lam = self.rng.beta(self.alpha, self.alpha, len(self.y)).astype("float32")
-
-    def __getitem__(self, index: int):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        a, b, lam = self.order[rows], self.partner[rows], self.lam[rows]
-        shape = (-1,) + (1,) * (self.x.ndim - 1)
-        images = lam.reshape(shape) * self.x[a] + (1 - lam.reshape(shape)) * self.x[b]
-        labels = lam[:, None] * self.onehot[a] + (1 - lam[:, None]) * self.onehot[b]
-        weights = lam * self.weights[a] + (1 - lam) * self.weights[b]
-        return np.clip(np.rint(images), 0, 255).astype("uint8"), labels, weights

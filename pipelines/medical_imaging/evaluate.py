@@ -1,4 +1,10 @@
-"""Evaluation of the medical CNN: metrics at the validation-chosen threshold, curves, Grad-CAM grids."""
+"""Evaluation of the medical CNN: metrics at the validation-chosen threshold, curves, Grad-CAM grids.
+
+For a binary task the decision threshold is chosen on the validation split (Youden's J, or a target
+sensitivity/specificity) and then applied unchanged to test, so the reported sensitivity and
+specificity are those of a fixed operating point, as in a deployed device. The threshold travels
+with the exported model (`decision` in deepsuite.json) so `deepsuite predict` uses the same one.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,15 +12,32 @@ import numpy as np
 from deepsuite.common import metrics_binary as mb
 from deepsuite.common import reports
 from deepsuite.common.metrics import classification_metrics
-from deepsuite.common.pipeline import Evaluation, Splits
+from deepsuite.common.pipeline import Evaluation, Splits, to_numpy
 from deepsuite.pipelines.medical_imaging import figures
-from deepsuite.pipelines.medical_imaging.config import MedicalEvaluation
+from deepsuite.pipelines.medical_imaging.config import EvaluationConfig, MedicalImagingConfig
+from deepsuite.pipelines.medical_imaging.contract import Decision
+
+
+def evaluate(model, splits: Splits, config: MedicalImagingConfig) -> Evaluation:
+    """Binary: metrics at the threshold chosen on validation, which goes into the export's metadata;
+    multi-class: argmax metrics and one-vs-rest ROC-AUC."""
+    meta = splits.metadata
+    val_probs = to_numpy(model.predict(splits.val.x, batch_size=512, verbose=0))
+    test_probs = to_numpy(model.predict(splits.test.x, batch_size=512, verbose=0))
+    if len(meta.class_names) == 2:
+        evaluation, decision = evaluate_binary(model, splits, val_probs, test_probs, config.evaluation)
+        meta.decision = decision  # exported in deepsuite.json: predict applies the same threshold
+    else:
+        evaluation = evaluate_multiclass(model, splits, test_probs, config.evaluation)
+    evaluation.notes.insert(0, f"splits: {meta.split}")
+    if meta.patient_split and meta.patient_split.known:
+        evaluation.metrics["split_shared_patients"] = float(meta.patient_split.shared_patients)
+    return evaluation
 
 
 def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np.ndarray,
-                    config: MedicalEvaluation) -> tuple[Evaluation, dict]:
-    meta = splits.info.metadata
-    names, pos = meta["class_names"], meta["positive_index"]
+                    config: EvaluationConfig) -> tuple[Evaluation, Decision]:
+    names, pos = splits.metadata.class_names, splits.metadata.positive_index
     positive = names[pos]
     y_val, s_val = (splits.val.y == pos).astype(int), val_probs[:, pos]
     y_test, s_test = (splits.test.y == pos).astype(int), test_probs[:, pos]
@@ -61,13 +84,13 @@ def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np
              + (f" (target {config.threshold_target})" if config.threshold_policy != "youden" else "")
              + " and applied unchanged to test",
              f"test: TP {at['tp']}, FN {at['fn']}, TN {at['tn']}, FP {at['fp']}"]
-    decision = {"threshold": threshold, "positive_class": positive, "policy": config.threshold_policy}
+    decision = Decision(threshold=threshold, positive_class=positive, policy=config.threshold_policy)
     return Evaluation(metrics, figs, {"test_predictions.csv": predictions, "operating_point.csv": operating},
                       notes), decision
 
 
-def evaluate_multiclass(model, splits: Splits, test_probs: np.ndarray, config: MedicalEvaluation) -> Evaluation:
-    names = splits.info.metadata["class_names"]
+def evaluate_multiclass(model, splits: Splits, test_probs: np.ndarray, config: EvaluationConfig) -> Evaluation:
+    names = splits.metadata.class_names
     y = splits.test.y
     predicted = test_probs.argmax(axis=1)
     metrics = classification_metrics(y, test_probs)

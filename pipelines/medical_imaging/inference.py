@@ -2,36 +2,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 
 from deepsuite.common.errors import DataError
+from deepsuite.common.export import Export
 from deepsuite.common.pipeline import to_numpy
+from deepsuite.pipelines.medical_imaging.contract import MedicalImagingMetadata, PredictOptions
 from deepsuite.pipelines.medical_imaging.data import centre_square, read_display_image, read_medical_image
 
 OVERLAY_SIZE = 512  # Grad-CAM PNGs are drawn over the centre square of the input, at most this wide
 
 
-def predict_files(model, inputs: list[str], metadata: Mapping[str, Any], options: Mapping[str, Any]) -> list[dict]:
+def predict(model, export: Export, options: PredictOptions) -> list[dict]:
+    """One answer per file: label (at the exported threshold for a binary task), probabilities, Grad-CAM PNG."""
     from deepsuite.pipelines.medical_imaging.gradcam import GradCam, overlay
 
-    if not inputs:
+    if not options.inputs:
         raise DataError("predict needs at least one image file (DICOM, PNG or JPEG)")
-    names = metadata["class_names"]
-    height, width, channels = metadata["input_shape"]
-    paths = [Path(p) for p in inputs]
+    metadata: MedicalImagingMetadata = export.metadata
+    names = metadata.class_names
+    height, width, channels = metadata.input_shape
+    paths = [Path(p) for p in options.inputs]
     batch = np.stack([_read(path, (height, width), channels) for path in paths])
     probs = to_numpy(model.predict(batch, verbose=0))
-    decision = metadata.get("decision")
-    pos = metadata.get("positive_index")
-    if decision and pos is not None:
-        threshold = float(decision["threshold"])
+    pos = metadata.positive_index
+    if metadata.decision and pos is not None:
+        threshold = float(metadata.decision.threshold)
         labels = np.where(probs[:, pos] >= threshold, pos, 1 - pos)
     else:
         threshold, labels = None, probs.argmax(axis=1)
     heatmaps = GradCam(model)(batch, labels)
-    outputs = _overlay_paths(paths, options.get("output"))
+    outputs = _overlay_paths(paths, options.output)
     results = []
     for path, p, label, heat, out in zip(paths, probs, labels, heatmaps, outputs):
         display = centre_square(read_display_image(path, channels))
@@ -58,7 +60,7 @@ def _read(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     return read_medical_image(path, size, channels)
 
 
-def _overlay_paths(paths: list[Path], output: Any) -> list[Path]:
+def _overlay_paths(paths: list[Path], output: Path | None) -> list[Path]:
     """--output FILE.png for one input, --output FOLDER for several; default: <stem>.gradcam.png here."""
     if output is None:
         return [Path(f"{p.stem}.gradcam.png") for p in paths]

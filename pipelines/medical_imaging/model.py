@@ -16,14 +16,17 @@
      predictions with tta_flip), batch x K as usual.]
 
 The classifier is a nested Functional model so Grad-CAM can reach its last feature map and logits
-(see gradcam.py) whatever the backend.
+(see gradcam.py) whatever the backend. `build_model` compiles `build_cnn`'s network with the run's
+optimizer (deepsuite.common.training, weight EMA included) and loss.
 """
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
 
-from deepsuite.pipelines.medical_imaging.config import MedicalModel
+from deepsuite.common.pipeline import Splits
+from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.pipelines.medical_imaging.config import MedicalImagingConfig, ModelConfig
 
 CLASSIFIER = "classifier"
 PREPROCESSED = "preprocessed"
@@ -49,7 +52,7 @@ def classifiers_of(model: keras.Model) -> list[keras.Model]:
     return [model.get_layer(CLASSIFIER)]
 
 
-def model_input_size(stored: tuple[int, int], config: MedicalModel) -> tuple[int, int]:
+def model_input_size(stored: tuple[int, int], config: ModelConfig) -> tuple[int, int]:
     """The (h, w) the classifier sees: input_size when set; else stored images enlarged so their shorter
     side reaches min_input_side when set (28 px MedMNIST -> 40 px with 40), larger ones unchanged."""
     if config.input_size:
@@ -60,7 +63,22 @@ def model_input_size(stored: tuple[int, int], config: MedicalModel) -> tuple[int
     return tuple(round(side * config.min_input_side / short) for side in stored)
 
 
-def build_model(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel) -> keras.Model:
+def build_model(config: MedicalImagingConfig, splits: Splits) -> keras.Model:
+    """The network for the training images' shape and classes, compiled on one-hot targets (data.fit_data)."""
+    model = build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model)
+    if config.model.ensemble_members > 1:
+        # the training output holds every member's probabilities: each member is scored on its own
+        loss = EnsembleCrossentropy(label_smoothing=config.model.label_smoothing)
+        metrics = [keras.metrics.MeanMetricWrapper(ensemble_accuracy, name="accuracy")]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing)
+        metrics = ["accuracy"]
+    steps = steps_per_epoch(len(splits.train), config.train.batch_size)
+    model.compile(optimizer=optimizer(config.train, steps), loss=loss, metrics=metrics)
+    return model
+
+
+def build_cnn(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     size = model_input_size(tuple(input_shape[:2]), config)
@@ -206,7 +224,7 @@ def ensemble_accuracy(y_true, y_pred):
     return keras.metrics.categorical_accuracy(y_true, mean)
 
 
-def _augment(x, config: MedicalModel, suffix: str = ""):
+def _augment(x, config: ModelConfig, suffix: str = ""):
     """Random transforms that a chest X-ray survives: small shifts, turns, zooms and exposure changes."""
     if config.horizontal_flip:
         x = layers.RandomFlip("horizontal", name=f"random_flip{suffix}")(x)
@@ -225,7 +243,7 @@ def _augment(x, config: MedicalModel, suffix: str = ""):
     return x
 
 
-def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config: MedicalModel,
+def build_classifier(input_shape: tuple[int, int, int], num_classes: int, config: ModelConfig,
                      name: str = CLASSIFIER) -> keras.Model:
     """Preprocessed float image -> class probabilities; its last ReLU is the Grad-CAM feature map."""
     inputs = keras.Input(shape=input_shape, name="preprocessed_image")
