@@ -18,4 +18,4 @@ class ImageClassificationMetadata(ExportMetadata):
 class PredictOptions(Options):
     inputs: list[str] = inputs_field("image files (PNG, JPEG, ...), resized and converted to the training size",
                                      files=True)
-    top: int = Field(3, ge=1, description="how many classes to show (default 3)")
+    top: int = Field(3, ge=1, description="how many classes to show")
