@@ -91,3 +91,16 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     assert layering_violations(graph) == ["deepsuite.common.a imports deepsuite.app.cli"]
     assert mutual_imports(graph) == ["deepsuite.common.b <-> deepsuite.common.c"]
     assert bare == ["app/cli.py:2 imports common.a"]
+
+
+def test_listing_pipelines_loads_no_deep_learning_framework():
+    """`deepsuite --help` and `list` load every pipeline class to learn its commands: that must stay cheap,
+    so a pipeline's class module imports Keras (and TensorFlow) only inside the methods that need it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom deepsuite.common import registry\n"
+             "pipelines = [registry.get(n) for n in registry.names()]\n"
+             "print(len(pipelines), sorted(m for m in ('keras', 'tensorflow', 'jax', 'mlflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.stdout.split("\n")[0] == "6 []", result.stdout + result.stderr
