@@ -4,14 +4,14 @@ The suite keeps runs in `<store>/mlflow.db` (sqlite) with artifacts under `<stor
 UI is simply `mlflow server` pointed at those two places. We launch the `mlflow` CLI as a child
 process (this module never imports mlflow) in its own process group: Ctrl-C reaches only us, and we
 stop the whole group (uvicorn and its workers) so nothing is left holding the port.
-`deepsuite server` (common/team_server.py) reuses `run_mlflow_server` with a database backend.
+`deepsuite server` (app/team_server.py) reuses `run_mlflow_server` with a database backend. The port probe
+is common/ports.py, shared with `deepsuite serve` and a tuning chief.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.ports import LOOPBACK, ensure_port_free
+from deepsuite.common.ports import free_port, port_is_free  # noqa: F401 - kept importable here: the tests pick ports with them
 
-LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
 # MLflow 3's server starts a job runner with seven huey consumers for GenAI jobs (scorers, prompt
 # optimisation); the suite trains models and never queues one, so the UI starts without them.
@@ -30,42 +31,7 @@ NO_GENAI_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17's UI: model-training view, not GenAI  # first start on a database runs MLflow's schema migrations
 
 
-# -- ports ----------------------------------------------------------------------------------------
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # as servers do: closed connections in TIME_WAIT do not block the port, a listener does
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = LOOPBACK, near: int | None = None) -> int:
-    """A port that is free now: the first free one after `near`, else one the kernel picks."""
-    if near:
-        for candidate in range(near + 1, min(near + 50, 65535)):
-            if port_is_free(host, candidate):
-                return candidate
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def ensure_port_free(host: str, port: int, what: str = "the server") -> None:
-    """Refuse a busy port with the fix (another free port) instead of a traceback from the child."""
-    if not 0 < port < 65536:
-        raise DeepsuiteError(f"--port {port} is not a TCP port (1-65535)")
-    try:
-        socket.getaddrinfo(host, port)
-    except socket.gaierror:
-        raise DeepsuiteError(f"--host {host!r} is not an address of this machine (try {LOOPBACK})") from None
-    if not port_is_free(host, port):
-        raise DeepsuiteError(f"port {port} on {host} is already in use (another MLflow UI or server?); "
-                             f"start {what} on a free port, e.g. --port {free_port(host, port)}")
-
+# -- addresses ------------------------------------------------------------------------------------
 
 def url_for(host: str, port: int) -> str:
     shown = LOOPBACK if host in ("0.0.0.0", "") else ("localhost" if host == "::" else host)

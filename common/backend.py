@@ -4,7 +4,6 @@ TensorFlow is imported only when it is the active Keras backend; JAX and PyTorch
 """
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 from pathlib import Path
@@ -30,11 +29,11 @@ def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str
 
             torch.use_deterministic_algorithms(True, warn_only=True)
             determinism = "torch.use_deterministic_algorithms"
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision and device() != "cpu"
-                                            else "mixed_bfloat16" if mixed_precision else "float32")
+    where = device()
+    keras.mixed_precision.set_global_policy(precision_policy(mixed_precision, where))
     return {
         "backend": backend,
-        "device": device(),
+        "device": where,
         "seed": str(seed),
         "determinism": determinism,
         "precision_policy": keras.mixed_precision.global_policy().name,
@@ -44,6 +43,13 @@ def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str
         "git_commit": git_commit(),
         "host": platform.node(),
     }
+
+
+def precision_policy(mixed_precision: bool, device: str) -> str:
+    """The Keras dtype policy of `train.mixed_precision`: float16 compute on GPUs, bfloat16 on CPUs."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if device != "cpu" else "mixed_bfloat16"
 
 
 def device() -> str:
@@ -83,8 +89,3 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-
-
-def quiet() -> None:
-    """Silence TensorFlow's C++ start-up chatter; set before TensorFlow is imported."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from deepsuite.common.errors import DeepsuiteError
 
@@ -86,7 +85,7 @@ class Tracker:
 
     # -- experiments and runs -------------------------------------------------------------------
 
-    def experiment_id(self, name: str, description: str = "") -> str:
+    def experiment_id(self, name: str) -> str:
         mlflow = self.mlflow
         client = mlflow.MlflowClient()
         experiment = client.get_experiment_by_name(name)
@@ -99,21 +98,18 @@ class Tracker:
             except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
                 experiment_id = client.get_experiment_by_name(name).experiment_id
             client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
-            if description:
-                client.set_experiment_tag(experiment_id, "mlflow.note.content", description)
             return experiment_id
         return experiment.experiment_id
 
     def start(self, experiment: str, run_name: str, tags: Mapping[str, str], description: str = "",
-              resume_run_id: str | None = None, parent_run_id: str | None = None) -> str:
+              resume_run_id: str | None = None) -> str:
         mlflow = self.mlflow
         experiment_id = self.experiment_id(experiment)
         if resume_run_id:
             run = mlflow.start_run(run_id=resume_run_id)
         else:
             run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
-                                   description=description or None, nested=parent_run_id is not None,
-                                   parent_run_id=parent_run_id)
+                                   description=description or None)
         self.run_id = run.info.run_id
         return self.run_id
 
@@ -162,9 +158,6 @@ class Tracker:
         dataset_source = dataset_source or CodeDatasetSource(tags={"source": source})
         dataset = MetaDataset(source=dataset_source, name=name, digest=digest)
         self.mlflow.log_input(dataset, context=context, tags={"size": str(size)})
-
-    def log_figure(self, figure, artifact_file: str) -> None:
-        self.mlflow.log_figure(figure, artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.mlflow.log_text(text, artifact_file)
@@ -234,10 +227,9 @@ class Tracker:
         history = self.mlflow.MlflowClient().get_metric_history(run_id, key)
         return [(m.step, m.value) for m in history]
 
-    def download(self, run_id: str, artifact_path: str, dest: Path | None = None) -> Path:
+    def download(self, run_id: str, artifact_path: str) -> Path:
         try:
-            local = self.mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
-                                                              dst_path=str(dest) if dest else None)
+            local = self.mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path)
         except Exception as exc:  # noqa: BLE001 - mlflow raises several types here
             raise DeepsuiteError(f"run {run_id}: cannot fetch artifact {artifact_path!r} ({exc})") from None
         return Path(local)
@@ -270,17 +262,6 @@ class Tracker:
             [found.experiment_id], filter_string=" and ".join(clauses), max_results=max_results,
             order_by=["attributes.start_time DESC"])
 
-    def log_metrics_to(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log to a run by id (not the active run): a search's parent while a trial's run is active."""
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
-        if batch:
-            self.mlflow.MlflowClient().log_batch(run_id, metrics=batch)
-
     def log_batch(self, metrics: Mapping[str, float] = {}, params: Mapping[str, Any] = {},
                   tags: Mapping[str, Any] = {}, run_id: str | None = None, step: int | None = None) -> None:
         """Metrics, params and tags in one store call (default: this tracker's run).
@@ -298,12 +279,6 @@ class Tracker:
             metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None],
             params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()],
             tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
-
-    def set_tags_on(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        if tags:
-            self.mlflow.MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def end_run_by_id(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Close a run that is not this process's active run (FINISHED, FAILED or KILLED)."""
@@ -363,13 +338,6 @@ def _model_requirements() -> list[str]:
             except PackageNotFoundError:
                 continue
     return pins
-
-
-@contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def recent_runs(tracker: Tracker, experiment: str, last: int) -> tuple[str | None, list]:

@@ -106,7 +106,9 @@ def faulty_pipeline():
                 return poisoned
             return model
 
-    return FaultyImageClassification()
+    pipeline = FaultyImageClassification()
+    pipeline.name = "image-classification"   # what registry.get sets from the entry point's name
+    return pipeline
 
 
 def rss_mb() -> float:

@@ -11,9 +11,9 @@ from deepsuite.common import registry
 from deepsuite.common.config import resolve
 from deepsuite.common.errors import ConfigError
 from deepsuite.tuning.progress import Progress, duration
-from deepsuite.tuning.search import SearchOptions, resolve_objective, search_name
+from deepsuite.tuning.session import SearchOptions, resolve_objective, search_name
 from deepsuite.tuning.space import SearchSpace, parse_pins
-from deepsuite.tuning.tuners import check_tuner, hyperband_trials, make_oracle
+from deepsuite.tuning.tuners import Budget, check_tuner, hyperband_trials, make_oracle
 
 IC = registry.get("image-classification")
 
@@ -91,8 +91,8 @@ def test_unknown_tuner_and_objective_names():
 
 @pytest.mark.parametrize("max_epochs, factor", [(3, 3), (4, 3), (9, 3), (20, 3), (10, 2)])
 def test_hyperband_trial_count_matches_the_oracle(max_epochs, factor):
-    oracle = make_oracle("hyperband", "score", "max", None, max_epochs, factor, 1,
-                         kt.HyperParameters(), max_failures=3)
+    oracle = make_oracle("hyperband", "score", "max", Budget(None, max_epochs, factor, max_failures=3), 1,
+                         kt.HyperParameters())
     oracle.hyperparameters.Float("x", 0, 1)
     oracle._set_project_dir("/tmp/deepsuite-test-kt", f"count-{max_epochs}-{factor}")
     oracle.save = lambda: None  # count only
@@ -116,7 +116,7 @@ def _run_oracle(kind, tmp_path, trials=12):
     space.Float("b", 0.0, 1.0, default=0.5)
     space.Choice("c", ["x", "y", "z"], default="y")
     space.Int("d", 1, 9, default=5)
-    oracle = make_oracle(kind, "score", "max", 40, 9, 3, 7, space, max_failures=3)
+    oracle = make_oracle(kind, "score", "max", Budget(40, 9, 3, max_failures=3), 7, space)
     oracle._set_project_dir(str(tmp_path), kind)
     drawn = []
     for i in range(trials):
@@ -169,7 +169,7 @@ def test_progress_line_has_count_values_objective_best_and_eta():
 @pytest.mark.parametrize("kind", ["random", "bayesian"])
 def test_oracles_propose_trials_inside_the_declared_space(kind, tmp_path):
     declared = space(pins=["model.dropout=0.2"]).declare()
-    oracle = make_oracle(kind, "val_accuracy", "max", 4, 2, 3, 7, declared, max_failures=3)
+    oracle = make_oracle(kind, "val_accuracy", "max", Budget(4, 2, 3, max_failures=3), 7, declared)
     oracle._set_project_dir(str(tmp_path), "oracle")
     seen = []
     for score in (0.5, 0.7, 0.6, 0.8):
@@ -183,3 +183,30 @@ def test_oracles_propose_trials_inside_the_declared_space(kind, tmp_path):
         oracle.end_trial(trial)
     assert oracle.create_trial("tuner0").status == "STOPPED"
     assert oracle.get_best_trials(1)[0].score == 0.8 and len({json.dumps(v, sort_keys=True) for v in seen}) == 4
+
+
+def test_no_tuning_module_imports_one_that_imports_it_back():
+    """Every import statement (inside functions too) under tuning/ and common/: no two modules import each
+    other where tuning is one of them, and common/ imports nothing from tuning/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {".".join(["deepsuite", *p.relative_to(root).with_suffix("").parts]).removesuffix(".__init__"): p
+               for folder in ("common", "tuning") for p in (root / folder).rglob("*.py")}
+
+    def imported(path):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:   # the suite uses absolute imports only
+                assert node.level == 0, f"{path}: relative import"
+                yield from (f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                            for a in node.names)
+
+    graph = {name: {target for target in imported(path) if target in modules and target != name}
+             for name, path in modules.items()}
+    mutual = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
+    assert [pair for pair in mutual if any(m.startswith("deepsuite.tuning") for m in pair)] == []
+    assert [(a, b) for a, targets in graph.items() if a.startswith("deepsuite.common")
+            for b in targets if b.startswith("deepsuite.tuning")] == []

@@ -9,17 +9,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deepsuite.common import runner
 from deepsuite.common.config import to_yaml
 from deepsuite.common.errors import DeepsuiteError
-from deepsuite.common.tracking import Tracker
 from deepsuite.tuning.hypermodel import PipelineHyperModel, TrialContext
 from deepsuite.tuning.progress import format_values
 from deepsuite.tuning.space import trial_values
 from deepsuite.tuning.trials import failure_reason
-from deepsuite.tuning.tuners import fresh_session, weights_only_restore
+from deepsuite.tuning.tuners import best_completed, fresh_session, weights_only_restore
 
 
 @dataclass
@@ -57,11 +56,12 @@ def restore(tuner, trial, hypermodel: PipelineHyperModel, work_dir: Path):
     return model, f"retrained with trial {trial.trial_id}'s config ({reason})"
 
 
-def finalize(tuner, oracle, hypermodel: PipelineHyperModel, tracker: Tracker, project_dir: Path, alias: str,
-             search_name: str, echo: Callable[[str], None]) -> BestModel:
+def finalize(search) -> BestModel:
+    """After `search` (a tuning.session.SearchSession whose tuner has run): its best completed trial's model
+    restored, evaluated and exported to the parent run, and registered as models:/<pipeline>@<--alias>."""
+    tuner, hypermodel, tracker, echo = search.tuner, search.hypermodel, search.tracker, search.echo
+    oracle, project_dir, alias = tuner.oracle, search.project_dir, search.options.alias
     pipeline, objective = hypermodel.pipeline, hypermodel.objective
-    from deepsuite.tuning.tuners import best_completed
-
     best = best_completed(oracle)
     if best is None:
         failed = [t for t in oracle.trials.values() if t.status != "COMPLETED"]
@@ -90,7 +90,7 @@ def finalize(tuner, oracle, hypermodel: PipelineHyperModel, tracker: Tracker, pr
     _, result.model_uri = runner._export(pipeline, model, splits, config, tracker, out_dir, result.test_metrics)
     if result.model_uri:
         result.version = tracker.register_model(result.model_uri, pipeline.name, alias, {
-            "search": search_name, "trial": best.trial_id, "objective": objective, "value": f"{best.score:.6g}",
+            "search": search.name, "trial": best.trial_id, "objective": objective, "value": f"{best.score:.6g}",
             "parent_run": tracker.run_id})
         result.registered = f"models:/{pipeline.name}@{alias}"
         tracker.set_tags({"deepsuite.registered": f"{result.registered} (version {result.version})"})

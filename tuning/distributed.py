@@ -57,17 +57,6 @@ def set_role(role: str | None, host: str = "", port: int = 0, tuner_id: str = ""
                        "KERASTUNER_ORACLE_IP": host, "KERASTUNER_ORACLE_PORT": str(port)})
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail before the search starts when the chief could not serve on host:port."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"the chief cannot serve on {host}:{port} ({exc.strerror}); pick another --port "
-                              "or --host") from None
-
-
 def wait_for_chief(host: str, port: int, timeout: float, echo: Callable[[str], None] = print) -> None:
     """Connect to the chief's gRPC server, retrying with exponential backoff until `timeout` seconds."""
     import grpc

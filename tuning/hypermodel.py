@@ -17,8 +17,10 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
+from deepsuite.common import backend
 from deepsuite.common.config import RunConfig
 from deepsuite.common.pipeline import Pipeline, Splits
+from deepsuite.common.runner import fit_model
 from deepsuite.tuning.space import SearchSpace
 
 
@@ -94,7 +96,7 @@ class PipelineHyperModel(kt.HyperModel):
             self.trial.mark("build_start")
         config = self._build_config(hp)
         keras.utils.set_random_seed(config.seed)
-        keras.mixed_precision.set_global_policy(precision_policy(config.train.mixed_precision, self.device))
+        keras.mixed_precision.set_global_policy(backend.precision_policy(config.train.mixed_precision, self.device))
         model = self.pipeline.build_model(config, self.splits)
         if self.trial is not None:
             self.trial.mark("build_end")
@@ -102,8 +104,6 @@ class PipelineHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
         """Fit through runner.fit_model; return {objective: best epoch value} for the oracle."""
-        from deepsuite.common.runner import fit_model
-
         trial = self.trial
         if trial is None:
             raise RuntimeError("PipelineHyperModel.fit needs a TrialContext (set by the tuner)")
@@ -139,9 +139,3 @@ class ObjectiveGuard(keras.callbacks.Callback):
             raise ObjectiveMissing(f"unknown objective {self.objective!r}: {self.pipeline} reports "
                                    f"{', '.join(names)} (pick one with --objective)")
 
-
-def precision_policy(mixed: bool, device: str) -> str:
-    """float16 compute on GPUs, bfloat16 elsewhere (what deepsuite.common.backend.configure chooses)."""
-    if not mixed:
-        return "float32"
-    return "mixed_float16" if device != "cpu" else "mixed_bfloat16"

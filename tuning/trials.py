@@ -17,6 +17,7 @@ from deepsuite.common.tracking import PIPELINE_TAG, RUN_STATUS_TAG, Tracker
 from deepsuite.tuning.hypermodel import PipelineHyperModel, TrialContext
 from deepsuite.tuning.progress import Progress, format_values
 from deepsuite.tuning.space import trial_values
+from deepsuite.tuning.tuners import best_completed
 
 KIND_TAG = "deepsuite.kind"            # "search" on the parent, "trial" on each child
 SEARCH_TAG = "deepsuite.search"        # the search's name (same command -> same name -> resume)
@@ -47,21 +48,21 @@ def overhead_split(marks: dict[str, float]) -> dict[str, float]:
 class TrialRuns:
     """Opens, resumes and closes trial runs (tuner side) and reports ended trials (oracle side)."""
 
-    def __init__(self, parent: Tracker, experiment: str, parent_run_id: str, search_name: str,
-                 hypermodel: PipelineHyperModel, progress: Progress, tuner_id: str = "tuner0",
-                 worker_echo: Callable[[str], None] | None = None):
-        self.parent = parent
-        self.experiment = experiment
-        self.parent_run_id = parent_run_id
-        self.search_name = search_name
-        self.hypermodel = hypermodel
-        self.objective = hypermodel.objective
-        self.progress = progress
-        self.tuner_id = tuner_id
-        self.worker_echo = worker_echo          # set on distributed workers: they print their own trials
-        self.child = Tracker(parent.uri, parent.store_dir)
+    def __init__(self, search):
+        """`search`: the tuning.session.SearchSession this process takes part in, its parent run open or found
+        and its hypermodel and progress built."""
+        self.parent: Tracker = search.tracker
+        self.experiment: str = search.experiment
+        self.parent_run_id: str = search.parent_run_id
+        self.search_name: str = search.name
+        self.hypermodel: PipelineHyperModel = search.hypermodel
+        self.objective = self.hypermodel.objective
+        self.progress: Progress = search.progress
+        self.tuner_id: str = search.tuner_id
+        self.worker_echo: Callable[[str], None] | None = search.worker_echo  # workers print their own trials
+        self.on_trial_end: Callable[[dict], None] | None = search.on_trial_end  # test/bench hook: a trial's numbers
+        self.child = Tracker(self.parent.uri, self.parent.store_dir)
         self.trial_started = time.time()
-        self.on_trial_end: Callable[[dict], None] | None = None   # test/bench hook with the trial's numbers
         self.ended_here: list[str] = []                             # trial ids this process ran
         self.known: dict | None = None       # trial id -> run, when this process owns all the search's trials
 
@@ -144,8 +145,6 @@ class TrialRuns:
     def report(self, oracle, trial) -> None:
         """After each ended trial: the best value so far on the parent run, and the progress line."""
         failed = trial.status != "COMPLETED" or trial.score is None or not math.isfinite(trial.score)
-        from deepsuite.tuning.tuners import best_completed
-
         best = best_completed(oracle)
         best_value = best.score if best else None
         step = self.progress.done + 1

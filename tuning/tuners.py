@@ -14,6 +14,7 @@ import difflib
 import math
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -186,37 +187,46 @@ _ORACLES = {kind: type(f"Reporting{base.__name__}", (ReportingOracle, *_MIXINS[k
             for kind, base in _BASES.items()}
 
 
-def make_oracle(kind: str, objective: str, direction: str, max_trials: int | None, max_epochs: int,
-                factor: int, seed: int, space, max_failures: int):
+@dataclass(frozen=True)
+class Budget:
+    """What a search may spend, as its oracle counts it."""
+
+    max_trials: int | None   # random/bayesian: this many trials; hyperband: a cap (None: one set of brackets)
+    max_epochs: int          # epochs per trial; hyperband: the most any trial gets
+    factor: int = 3          # Hyperband's reduction factor
+    max_failures: int = 3    # failed trials in a row that stop the search
+
+    def planned_trials(self, kind: str) -> int | None:
+        """How many trials the search will run, for the progress line's i/N (None: unknown)."""
+        if kind != "hyperband":
+            return self.max_trials
+        return self.max_trials or hyperband_trials(self.max_epochs, self.factor)
+
+
+def make_oracle(kind: str, objective: str, direction: str, budget: Budget, seed: int, space):
     """The oracle for `kind`; Hyperband is capped at max_trials and iterates until it reaches it."""
     common = dict(objective=kt.Objective(objective, direction), seed=seed or None, hyperparameters=space,
-                  max_consecutive_failed_trials=max_failures)
+                  max_consecutive_failed_trials=budget.max_failures)
     if kind == "hyperband":
-        if factor < 2:
-            raise ConfigError(f"--factor {factor}: Hyperband's reduction factor must be at least 2")
-        per_iteration = hyperband_trials(max_epochs, factor)
-        iterations = max(1, math.ceil(max_trials / per_iteration)) if max_trials else 1
-        oracle = _ORACLES[kind](max_epochs=max_epochs, factor=factor, hyperband_iterations=iterations, **common)
-        oracle.max_trials = max_trials  # Oracle.create_trial stops the search at this many trials
+        if budget.factor < 2:
+            raise ConfigError(f"--factor {budget.factor}: Hyperband's reduction factor must be at least 2")
+        per_iteration = hyperband_trials(budget.max_epochs, budget.factor)
+        iterations = max(1, math.ceil(budget.max_trials / per_iteration)) if budget.max_trials else 1
+        oracle = _ORACLES[kind](max_epochs=budget.max_epochs, factor=budget.factor, hyperband_iterations=iterations,
+                                **common)
+        oracle.max_trials = budget.max_trials  # Oracle.create_trial stops the search at this many trials
         return oracle
-    return _ORACLES[kind](max_trials=max_trials, **common)
-
-
-def planned_trials(kind: str, max_trials: int | None, max_epochs: int, factor: int) -> int | None:
-    if kind != "hyperband":
-        return max_trials
-    per_iteration = hyperband_trials(max_epochs, factor)
-    return max_trials or per_iteration
+    return _ORACLES[kind](max_trials=budget.max_trials, **common)
 
 
 class TrialHooks:
     """Mixin for a keras_tuner Tuner: every trial becomes an MLflow run via `self.runs`."""
 
-    def __init__(self, runs, oracle, hypermodel, directory: Path, project_name: str):
+    def __init__(self, runs, oracle, hypermodel, project_dir: Path):
         self.runs = runs
         self.gradients_before_search = custom_gradient_names()
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(directory),
-                          project_name=project_name)
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(project_dir.parent),
+                          project_name=project_dir.name)
 
     def _populate_initial_space(self):
         """The oracle was given the declared space; building a model only to discover it is wasted work."""
@@ -280,6 +290,7 @@ class TrackedHyperband(TrialHooks, kt.Hyperband):
         return model
 
 
-def make_tuner(kind: str, runs, oracle, hypermodel, directory: Path, project_name: str):
+def make_tuner(kind: str, runs, oracle, hypermodel, project_dir: Path):
+    """The tuner of `kind` over `project_dir` (reloading the oracle's state and trials found there)."""
     cls = TrackedHyperband if kind == "hyperband" else TrackedTuner
-    return cls(runs, oracle, hypermodel, directory, project_name)
+    return cls(runs, oracle, hypermodel, project_dir)
