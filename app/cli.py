@@ -271,6 +271,10 @@ def format_result(result: dict) -> str:
 def cmd_tune(args) -> int:
     from deepsuite.tuning.search import SearchOptions, run_search
 
+    if args.distributed == "chief":  # before any run starts: a busy port is one line, not a FAILED search
+        from deepsuite.app.ports import ensure_port_free
+
+        ensure_port_free(args.host, args.port, "the chief")
     run_search(SearchOptions.from_namespace(args))
     return 0
 

@@ -39,7 +39,7 @@ from deepsuite.app import invoke
 from deepsuite.common.commands import Command
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.app.ui import url_for
-from deepsuite.common.ports import ensure_port_free
+from deepsuite.app.ports import ensure_port_free
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.app.ui import NO_GENAI_JOBS, mlflow_cli, run_mlflow_server, url_for
-from deepsuite.common.ports import LOOPBACK, ensure_port_free
+from deepsuite.app.ports import LOOPBACK, ensure_port_free
 
 SCHEMA_READY_TIMEOUT_S = 900.0  # creating the schema on a busy machine took over 3 minutes
 SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")

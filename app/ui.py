@@ -5,7 +5,7 @@ UI is simply `mlflow server` pointed at those two places. We launch the `mlflow`
 process (this module never imports mlflow) in its own process group: Ctrl-C reaches only us, and we
 stop the whole group (uvicorn and its workers) so nothing is left holding the port.
 `deepsuite server` (app/team_server.py) reuses `run_mlflow_server` with a database backend. The port probe
-is common/ports.py, shared with `deepsuite serve` and a tuning chief.
+is app/ports.py, shared with `deepsuite serve` and a tuning chief.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsuite.common.errors import DeepsuiteError
-from deepsuite.common.ports import LOOPBACK, ensure_port_free
-from deepsuite.common.ports import free_port, port_is_free  # noqa: F401 - kept importable here: the tests pick ports with them
+from deepsuite.app.ports import LOOPBACK, ensure_port_free
+from deepsuite.app.ports import free_port, port_is_free  # noqa: F401 - kept importable here: the tests pick ports with them
 
 READY_TIMEOUT_S = 180.0
 # MLflow 3's server starts a job runner with seven huey consumers for GenAI jobs (scorers, prompt

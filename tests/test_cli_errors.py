@@ -6,7 +6,7 @@ These errors come before any training, so the CLI runs in-process (tests.support
 import mlflow
 import pytest
 
-from tests.support.cli import run_cli, run_in_process
+from tests.support.cli import REPO, run_cli, run_in_process
 
 
 def one_line_error(result, *fragments):
@@ -49,3 +49,22 @@ def test_failed_run_is_marked_failed_with_reason(tmp_path, monkeypatch, capsys):
 def test_help_explains_commands(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.code == 0 and "run" in result.out and "predict" in result.out and "examples:" in result.out
+
+
+def test_a_chief_on_a_busy_port_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_in_process(["tune", "image-classification", "--preset", "smoke", "--distributed", "chief",
+                                 "--host", "127.0.0.1", "--port", str(port)], tmp_path, monkeypatch, capsys)
+    one_line_error(result, f"port {port} on 127.0.0.1 is already in use")
+    assert not (tmp_path / "mlruns").exists()  # refused before the search opened its parent run
+
+
+def test_a_command_the_models_pipeline_lacks_names_what_it_offers(tmp_path, monkeypatch, capsys):
+    fixture = str(REPO / "tests" / "fixtures" / "exports-v0" / "recommendation")
+    one_line_error(run_in_process(["generate", fixture, "--prompt", "hi"], tmp_path, monkeypatch, capsys),
+                   "pipeline 'recommendation' does not support `deepsuite generate` (it offers: recommend)")

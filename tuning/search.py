@@ -15,7 +15,6 @@ from typing import Callable
 from deepsuite.common import backend
 from deepsuite.common.errors import ConfigError, DeepsuiteError
 from deepsuite.common.pipeline import Pipeline
-from deepsuite.common.ports import ensure_port_free
 from deepsuite.tuning import distributed
 from deepsuite.tuning.best import finalize
 from deepsuite.tuning.hypermodel import ObjectiveMissing
@@ -54,7 +53,6 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
         session.log_definition()
         if options.distributed == "chief":
             distributed.require_grpc()
-            ensure_port_free(options.host, options.port, "the chief")
         distributed.set_role(options.distributed, options.host, options.port)
         session.build_tuner(env_tags["device"])
         session.resume()
