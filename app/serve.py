@@ -99,13 +99,14 @@ class ModelService:
             labels: dict[str, str] = {}
             if inputs_name and inputs_name in options:
                 options[inputs_name] = _inputs(options[inputs_name], command.inputs_are_files, workdir, labels)
-            if output_name and (command.writes == "always" or (command.writes == "on_request" and want_files)):
+            send_files = command.writes == "always" or want_files
+            if output_name:  # a command that may write files writes them here, never in the server's folder
                 (workdir / "out").mkdir()
-                options[output_name] = workdir / "out"  # files written there come back as {"b64": ...}
+                options[output_name] = workdir / "out"  # sent back as {"b64": ...} when asked for
             validated = command.validate(options, name_of=repr)
             with self.lock:
                 results = self.loaded.run(command, validated)
-            return [_portable(result, workdir, labels) for result in results]
+            return [_portable(result, workdir, labels, send_files) for result in results]
 
 
 def _inputs(inputs: Any, files: bool, workdir: Path, labels: dict[str, str]) -> list:
@@ -159,12 +160,12 @@ def _save_array(item: list, path: Path, index: int) -> None:
     Image.fromarray(np.round(array).astype(np.uint8)).save(path)
 
 
-def _portable(value: Any, workdir: Path, labels: dict[str, str]) -> Any:
+def _portable(value: Any, workdir: Path, labels: dict[str, str], send_files: bool = True) -> Any:
     """JSON-able copy of a result: numpy -> lists, temp input paths -> inputs[i], output files -> b64."""
     if isinstance(value, dict):
-        return {str(k): _portable(v, workdir, labels) for k, v in value.items()}
+        return {str(k): _portable(v, workdir, labels, send_files) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_portable(v, workdir, labels) for v in value]
+        return [_portable(v, workdir, labels, send_files) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -175,6 +176,8 @@ def _portable(value: Any, workdir: Path, labels: dict[str, str]) -> Any:
             return labels[text]
         path = Path(text)
         if text.startswith(str(workdir)) and path.is_file():
+            if not send_files:
+                return path.name  # written to the request's temporary folder, not asked for: not sent
             return {"b64": base64.b64encode(path.read_bytes()).decode("ascii"), "name": path.name}
         for temporary, label in labels.items():  # e.g. a "summary" line naming the temp files
             text = text.replace(temporary, label)

@@ -115,6 +115,8 @@ def test_served_predictions_and_gradcam_equal_the_cli_on_the_same_xray(smoke_run
         assert cli.code == 0, cli.err[-2000:]
         [expected] = json_lines(cli.out)
         [served] = server.post({"inputs": [str(tmp_path / "xray.png")], "output": True})  # Grad-CAM sent back
+        [plain] = server.post({"inputs": [str(tmp_path / "xray.png")]})  # not asked for: not sent, not left behind
+    assert plain["gradcam"] == "xray.gradcam.png" and not list(folder.rglob("*.gradcam.png"))
     assert same_answers(without([served], "gradcam", "summary"), without([expected], "gradcam", "summary"))
     assert expected["probabilities"] and expected["threshold"] is not None
     assert served["summary"] == expected["summary"].replace(f"{tmp_path / 'cams'}/", "")
