@@ -13,7 +13,7 @@ from deepsuite.common.errors import ConfigError, DataError, DeepsuiteError
 from deepsuite.common.metrics_image import psnr, ssim
 from deepsuite.pipelines.image_denoising import config as cfg
 from deepsuite.pipelines.image_denoising.data import decode_image, read_folder, read_skimage, split_by_image
-from deepsuite.pipelines.image_denoising.evaluate import estimate_sigma
+from deepsuite.pipelines.image_denoising.evaluation import estimate_sigma
 from deepsuite.pipelines.image_denoising.noise import add_noise
 from deepsuite.pipelines.image_denoising.patches import NoisyPatches, fixed_patches, usable
 from tests.support.cli import SHARED_DATA

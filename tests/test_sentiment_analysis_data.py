@@ -8,7 +8,7 @@ from deepsuite.common.config import validate
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.pipelines.sentiment_analysis import data as text_data
 from deepsuite.pipelines.sentiment_analysis.config import DataConfig, SentimentAnalysisConfig
-from deepsuite.pipelines.sentiment_analysis.evaluate import binary_metrics, roc_auc
+from deepsuite.pipelines.sentiment_analysis.evaluation import binary_metrics, roc_auc
 from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, build_vocabulary, hashed_ngrams, tokenize
 
 

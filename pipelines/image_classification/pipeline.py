@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from deepsuite.common.commands import Command
 from deepsuite.common.pipeline import Pipeline
-from deepsuite.pipelines.image_classification import data, evaluate, inference
+from deepsuite.pipelines.image_classification import data, evaluation, inference
 from deepsuite.pipelines.image_classification.config import PRESETS, ImageClassificationConfig, search_space
 from deepsuite.pipelines.image_classification.contract import ImageClassificationMetadata, PredictOptions
 
@@ -36,7 +36,7 @@ class ImageClassificationPipeline(Pipeline):
         return search_space(hp, config)
 
     def evaluate(self, model, splits, config):
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def predict(self, model, export, options):
         return inference.predict(model, export, options)

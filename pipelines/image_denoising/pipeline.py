@@ -11,7 +11,7 @@ from typing import Any
 from deepsuite.common.commands import Command
 from deepsuite.common.pipeline import Evaluation, FitData, Pipeline, Splits
 from deepsuite.pipelines.image_denoising import config as cfg
-from deepsuite.pipelines.image_denoising import data, evaluate, inference
+from deepsuite.pipelines.image_denoising import data, evaluation, inference
 from deepsuite.pipelines.image_denoising.contract import DenoiseOptions, ImageDenoisingMetadata
 
 
@@ -38,7 +38,7 @@ class ImageDenoisingPipeline(Pipeline):
         return data.fit_data(splits, config)
 
     def evaluate(self, model, splits: Splits, config: cfg.ImageDenoisingConfig) -> Evaluation:
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def input_example(self, splits: Splits) -> Any:
         return data.input_example(splits)

@@ -1,13 +1,13 @@
 """Medical imaging end to end: X-rays (MedMNIST, Kermany folders, DICOM) -> CNN -> clinical metrics.
 
 The decision threshold of a binary task is chosen on validation and applied unchanged to test and by
-`deepsuite predict` (evaluate.py); predict draws a Grad-CAM overlay per image (inference.py).
+`deepsuite predict` (evaluation.py); predict draws a Grad-CAM overlay per image (inference.py).
 """
 from __future__ import annotations
 
 from deepsuite.common.commands import Command
 from deepsuite.common.pipeline import Pipeline
-from deepsuite.pipelines.medical_imaging import data, evaluate, inference
+from deepsuite.pipelines.medical_imaging import data, evaluation, inference
 from deepsuite.pipelines.medical_imaging.config import PRESETS, MedicalImagingConfig, search_space
 from deepsuite.pipelines.medical_imaging.contract import MedicalImagingMetadata, PredictOptions
 
@@ -41,7 +41,7 @@ class MedicalImagingPipeline(Pipeline):
         return search_space(hp, config)
 
     def evaluate(self, model, splits, config):
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def predict(self, model, export, options):
         return inference.predict(model, export, options)

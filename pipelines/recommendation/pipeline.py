@@ -8,7 +8,7 @@ from __future__ import annotations
 from deepsuite.common.commands import Command
 from deepsuite.common.pipeline import Evaluation, FitData, Pipeline
 from deepsuite.pipelines.recommendation import config as cfg
-from deepsuite.pipelines.recommendation import data, evaluate, inference
+from deepsuite.pipelines.recommendation import data, evaluation, inference
 from deepsuite.pipelines.recommendation.contract import RecommendationMetadata, RecommendOptions
 from deepsuite.pipelines.recommendation.splits import RatingSplits
 
@@ -36,7 +36,7 @@ class RecommendationPipeline(Pipeline):
         return data.fit_data(splits, config)
 
     def evaluate(self, model, splits: RatingSplits, config: cfg.RecommendationConfig) -> Evaluation:
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def export_extras(self, model, splits: RatingSplits, config: cfg.RecommendationConfig, export_dir) -> None:
         inference.write_extras(splits, config, export_dir)

@@ -11,7 +11,7 @@ from deepsuite.common.commands import Command
 from deepsuite.common.export import Export
 from deepsuite.common.pipeline import Evaluation, FitData, Pipeline, Splits
 from deepsuite.pipelines.sentiment_analysis import config as cfg
-from deepsuite.pipelines.sentiment_analysis import data, evaluate, inference
+from deepsuite.pipelines.sentiment_analysis import data, evaluation, inference
 from deepsuite.pipelines.sentiment_analysis.contract import PredictOptions, SentimentAnalysisMetadata
 
 
@@ -39,7 +39,7 @@ class SentimentAnalysisPipeline(Pipeline):
         return data.fit_data(splits)
 
     def evaluate(self, model, splits: Splits, config: cfg.SentimentAnalysisConfig) -> Evaluation:
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def export_extras(self, model, splits: Splits, config: cfg.SentimentAnalysisConfig, export_dir) -> None:
         inference.write_vocabulary(splits, export_dir)

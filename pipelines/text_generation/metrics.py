@@ -15,7 +15,7 @@ from keras import ops
 class Perplexity(keras.metrics.Metric):
     """exp(mean next-token cross-entropy) over an epoch, from logits; logged as `perplexity` / `val_perplexity`.
 
-    Used only while training: `evaluate.evaluate` recompiles the model without it, so the exported
+    Used only while training: `evaluation.evaluate` recompiles the model without it, so the exported
     model.keras holds built-in Keras objects only and loads without this package.
     """
 

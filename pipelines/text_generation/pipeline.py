@@ -41,9 +41,9 @@ class TextGenerationPipeline(Pipeline):
         return data.fit_data(splits, config)
 
     def evaluate(self, model, splits: Splits, config: cfg.TextGenerationConfig) -> Evaluation:
-        from deepsuite.pipelines.text_generation import evaluate
+        from deepsuite.pipelines.text_generation import evaluation
 
-        return evaluate.evaluate(model, splits, config)
+        return evaluation.evaluate(model, splits, config)
 
     def input_example(self, splits: Splits):
         from deepsuite.pipelines.text_generation import data
