@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend: reports are drawn on machines without a display."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -23,7 +24,7 @@ def _plt():
 
 def learning_curves(history: Mapping[str, Sequence[float]]):
     """One panel per metric, train and validation together."""
-    plt = _plt()
+    plt = pyplot()
     bases = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
     fig, axes = plt.subplots(1, max(len(bases), 1), figsize=(4.5 * max(len(bases), 1), 3.5), squeeze=False)
     for ax, base in zip(axes[0], bases):
@@ -47,7 +48,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequen
 
 
 def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], title: str = "Confusion matrix (test)"):
-    plt = _plt()
+    plt = pyplot()
     n = len(class_names)
     size = max(4.0, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -68,7 +69,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], titl
 
 def image_grid(images: np.ndarray, captions: Sequence[str], title: str, columns: int = 8):
     """A grid of HxWxC uint8 (or float 0..1) images with a caption under each."""
-    plt = _plt()
+    plt = pyplot()
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
@@ -106,4 +107,4 @@ def save_figure(figure: Any, path: Path) -> Path:
 
 
 def close(figure: Any) -> None:
-    _plt().close(figure)
+    pyplot().close(figure)

@@ -10,8 +10,8 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from deepsuite.common import metrics_binary as mb
-from deepsuite.common.data import medmnist
-from deepsuite.common.data.dicom import read_dicom
+from deepsuite.pipelines.medical_imaging import medmnist
+from deepsuite.pipelines.medical_imaging.dicom import read_dicom
 from deepsuite.common.errors import DataError
 from deepsuite.pipelines.medical_imaging.config import DataConfig
 from deepsuite.pipelines.medical_imaging.data import group_split, load, load_folder

@@ -127,7 +127,7 @@ def per_image_csv(results: list[ImageResult]) -> str:
 
 def comparison_figure(results: list[ImageResult], title: str):
     """One row per test image: noisy | ours | baseline | clean, PSNR in each caption."""
-    plt = reports._plt()
+    plt = reports.pyplot()
     shown = [r for r in results if r.images]
     columns = [c for c in ("noisy", "denoised", "nl_means", "clean") if shown and c in shown[0].images]
     fig, axes = plt.subplots(len(shown), len(columns), figsize=(3.2 * len(columns), 3.4 * len(shown)),

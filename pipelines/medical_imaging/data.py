@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsuite.common.data import medmnist
+from deepsuite.pipelines.medical_imaging import medmnist
 from deepsuite.common.data.cache import array_digest, cached_arrays
-from deepsuite.common.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
+from deepsuite.pipelines.medical_imaging.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from deepsuite.common.data.images import IMAGE_SUFFIXES, read_image
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepsuite.common import metrics_binary as mb
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+from deepsuite.common.reports import pyplot as _plt
 
 
 def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float, positive: str):

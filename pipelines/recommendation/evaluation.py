@@ -100,7 +100,7 @@ def comparison_table(ranked: dict[str, dict[str, float]], k: int) -> str:
 
 
 def comparison_figure(ranked: dict[str, dict[str, float]], k: int):
-    plt = reports._plt()
+    plt = reports.pyplot()
     keys = [f"hit_rate_at_{k}", f"ndcg_at_{k}", f"recall_at_{k}"]
     names = list(ranked)
     fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -52,7 +52,7 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
 
 
 def roc_curve_figure(y_true: np.ndarray, scores: np.ndarray, auc: float):
-    plt = reports._plt()
+    plt = reports.pyplot()
     fpr, tpr, _ = roc_curve(y_true, scores)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(fpr, tpr, label=f"ROC-AUC {auc:.3f}")
