@@ -53,6 +53,13 @@ class ScoreOptions(Options):
     inputs: list[str] = inputs_field("comma-separated feature vectors, e.g. 0.5,1.0", files=False)
     scale: float = 1.0
     label: str = "score"
+
+
+class PredictOptions(Options):
+    """The verb image classification also declares, with a flag of its own instead of --top."""
+
+    inputs: list[str] = inputs_field("comma-separated feature vectors", files=False)
+    threshold: float = 0.0
 '''
 
 PIPELINE = '''
@@ -61,7 +68,7 @@ import numpy as np
 from deepsuite.common.commands import Command
 from deepsuite.common.pipeline import DatasetInfo, Evaluation, Pipeline, Split, Splits, to_numpy
 from toy_suite.config import PRESETS, ToyScalerConfig
-from toy_suite.contract import ScoreOptions, ToyScalerMetadata
+from toy_suite.contract import PredictOptions, ScoreOptions, ToyScalerMetadata
 
 
 class ToyScalerPipeline(Pipeline):
@@ -71,7 +78,8 @@ class ToyScalerPipeline(Pipeline):
     presets = PRESETS
     default_dataset = "generated"
     commands = (Command("score", "score feature vectors, scaled", ScoreOptions, "score",
-                        example={"inputs": ["0.5,1.0"], "scale": 2.0}),)
+                        example={"inputs": ["0.5,1.0"], "scale": 2.0}),
+                Command("predict", "is the value above --threshold", PredictOptions, "above"))
 
     def load_data(self, config):
         rng = np.random.default_rng(7)
@@ -99,6 +107,11 @@ class ToyScalerPipeline(Pipeline):
             raise ValueError(f"expected {export.metadata.features} features")
         values = to_numpy(model.predict(rows, verbose=0)) * options.scale
         return [{"input": text, options.label: round(float(v), 5)} for text, v in zip(options.inputs, values)]
+
+    def above(self, model, export, options):
+        rows = np.array([[float(v) for v in text.split(",")] for text in options.inputs], "float32")
+        values = to_numpy(model.predict(rows, verbose=0))
+        return [{"input": text, "above": bool(v > options.threshold)} for text, v in zip(options.inputs, values)]
 '''
 
 PYPROJECT = '''
@@ -149,10 +162,13 @@ def test_a_pipeline_from_another_distribution_runs_end_to_end(toy_site, tmp_path
 
     listed = run_cli(["list"], cwd=tmp_path, env=env)
     assert listed.code == 0, listed.err
-    assert "toy-scaler\n  a throwaway linear regression" in listed.out and "commands: score" in listed.out
+    assert "toy-scaler\n  a throwaway linear regression" in listed.out and "commands: score, predict" in listed.out
 
     helped = run_cli(["score", "--help"], cwd=tmp_path, env=env)
     assert helped.code == 0 and "toy-scaler" in helped.out and "--scale" in helped.out
+    shared = run_cli(["predict", "--help"], cwd=tmp_path, env=env)  # one verb, two pipelines' options
+    assert shared.code == 0 and "toy-scaler: is the value above" in shared.out and "--threshold" in shared.out
+    assert "image-classification: classify image files" in shared.out and "--top" in shared.out
 
     ran = run_cli(["run", "toy-scaler", "--preset", "smoke", "--store", "mlruns"], cwd=tmp_path, env=env)
     assert ran.code == 0, ran.err
@@ -173,15 +189,22 @@ def test_a_pipeline_from_another_distribution_runs_end_to_end(toy_site, tmp_path
 
     wrong = run_cli(["score", str(export), *inputs, "--top", "2"], cwd=tmp_path, env=env)
     assert wrong.code == 2 and "unrecognized arguments: --top 2" in wrong.err  # another pipeline's flag
+    above = run_cli(["predict", str(export), *inputs, "--threshold", "-100", "--json"], cwd=tmp_path, env=env)
+    assert above.code == 0, above.err
+    assert [a["above"] for a in json_lines(above.out)] == [True, True]
+    wrong = run_cli(["predict", str(export), *inputs, "--top", "2"], cwd=tmp_path, env=env)
+    assert wrong.code == 2 and "unrecognized arguments: --top 2" in wrong.err  # the verb's options are toy's
 
     with scoring_server(str(export), cwd=tmp_path, env=env) as server:
-        served = server.post({"inputs": inputs, "scale": 3, "label": "value"})
+        served = server.post({"command": "score", "inputs": inputs, "scale": 3, "label": "value"})
         assert same_answers(served, answers, tolerance=1e-3)
+        error = server.post_error({"inputs": inputs})  # two commands: the request must say which
+        assert error["status"] == 400 and "say which command: \"command\" is one of score, predict" in error["error"]
         assert same_answers(server.post({"command": "score", "inputs": inputs, "options": {"scale": 3,
                                                                                           "label": "value"}}),
                             answers, tolerance=1e-3)
-        error = server.post_error({"inputs": inputs, "top": 2})
+        error = server.post_error({"command": "score", "inputs": inputs, "top": 2})
         assert error["status"] == 400 and "unknown option 'top' for score; allowed: 'inputs', 'scale'" in error["error"]
-        error = server.post_error({"command": "predict", "inputs": inputs})
-        assert error["status"] == 400 and "does not support `deepsuite predict` (it offers: score)" in error["error"]
+        error = server.post_error({"command": "generate", "prompt": "hi"})
+        assert error["status"] == 400 and "does not support `deepsuite generate` (it offers: score, predict)" in error["error"]
     assert tree_digest("common", "app") == before
