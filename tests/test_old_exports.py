@@ -26,7 +26,8 @@ def image(path, size, channels=1):
 def requests(tmp_path):
     return {
         "image-classification": ("predict", {"inputs": [image(tmp_path / "shirt.png", 28)], "top": 2}, "label"),
-        "medical-imaging": ("predict", {"inputs": [image(tmp_path / "xray.png", 28)]}, "probability"),
+        "medical-imaging": ("predict", {"inputs": [image(tmp_path / "xray.png", 28)], "output": tmp_path / "cams"},
+                            "probability"),
         "image-denoising": ("denoise", {"inputs": [image(tmp_path / "noisy.png", 40)],
                                         "output": tmp_path / "clean"}, "output"),
         "sentiment-analysis": ("predict", {"inputs": ["a wonderful, moving film"]}, "label"),
@@ -43,3 +44,9 @@ def test_an_export_from_before_the_typed_manifest_still_answers(pipeline, tmp_pa
     verb, options, key = requests(tmp_path)[pipeline]
     answers = invoke.invoke(verb, str(folder), options)
     assert answers and all(key in answer for answer in answers), answers
+    if "output" in options:  # the Grad-CAM overlay or the denoised image was drawn where asked
+        assert list(options["output"].glob("*.png")), answers
+    if pipeline == "image-classification":
+        assert answers[0]["label"] in manifest.metadata["class_names"] and len(answers[0]["top"]) == 2
+    if pipeline == "text-generation":
+        assert answers[0]["tokens"] == 12
