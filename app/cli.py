@@ -208,7 +208,7 @@ def cmd_server(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from deepsuite.common import registry
+    from deepsuite.app import registry
 
     for name in registry.names():
         try:
@@ -224,7 +224,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from deepsuite.common import config as config_lib
-    from deepsuite.common import registry
+    from deepsuite.app import registry
 
     pipeline = registry.get(args.pipeline)
     config = config_lib.resolve(pipeline.config_cls, pipeline.presets, args.preset, args.config, args.overrides)
@@ -275,7 +275,9 @@ def cmd_tune(args) -> int:
         from deepsuite.app.ports import ensure_port_free
 
         ensure_port_free(args.host, args.port, "the chief")
-    run_search(SearchOptions.from_namespace(args))
+    from deepsuite.app import registry
+
+    run_search(SearchOptions.from_namespace(args), pipeline=registry.get(args.pipeline))
     return 0
 
 

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from deepsuite.common import registry
+from deepsuite.app import registry
 from deepsuite.common.commands import ROLE_KEY, Command
 from deepsuite.common.errors import DeepsuiteError
 

@@ -119,7 +119,7 @@ def compare(experiment: str, last: int = 5, tracking_uri: str | None = None, sto
     """Print the table of `experiment`'s last runs and the UI links; DeepsuiteError when there are none."""
     from rich.console import Console
 
-    from deepsuite.common import registry
+    from deepsuite.app import registry
     from deepsuite.common.tracking import Tracker, recent_runs
 
     if last < 1:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepsuite.common import export, registry
+from deepsuite.app import registry
+from deepsuite.common import export
 from deepsuite.common.commands import Command, Options
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.common.export import EXPORT_DIR, MODEL_FILE, Export

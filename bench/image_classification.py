@@ -13,7 +13,7 @@ import sys
 
 from harness import finish, parser, run_bench, verdict
 
-from deepsuite.common import registry
+from deepsuite.app import registry
 
 REFERENCE = [
     ("keras-io simple MNIST convnet (15 epochs, this machine)", 0.901, 125),

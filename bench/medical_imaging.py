@@ -57,7 +57,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from deepsuite.common import config as config_lib
-    from deepsuite.common import registry, runner
+    from deepsuite.app import registry
+    from deepsuite.common import runner
 
     pipeline = watch_data(registry.get("medical-imaging"))
     overrides = [f"data.source=medmnist:{args.data}", "train.verbose=0", *args.overrides]

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from harness import finish, verdict, watch_data  # noqa: E402  (first: it filters TensorFlow's start-up lines)
-from deepsuite.common import config as config_lib, registry, runner  # noqa: E402
+from deepsuite.app import registry
+from deepsuite.common import config as config_lib, runner  # noqa: E402
 
 RMSE_REFERENCE = [  # the issue's figures on an 80/20 split of the same data (and published 5-fold)
     ("global mean (issue, this machine)", 1.130), ("user + item biases (issue)", 0.946),

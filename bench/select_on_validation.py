@@ -38,7 +38,8 @@ from pathlib import Path
 from harness import parser, watch_data  # noqa: E402  (importing harness puts the repo on sys.path)
 
 from deepsuite.common import config as config_lib  # noqa: E402
-from deepsuite.common import registry, runner  # noqa: E402
+from deepsuite.app import registry  # noqa: E402
+from deepsuite.common import runner  # noqa: E402
 from deepsuite.common.pipeline import Evaluation  # noqa: E402
 
 

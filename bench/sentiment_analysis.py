@@ -64,7 +64,8 @@ from pathlib import Path
 
 from harness import describe_data, finish, verdict
 
-from deepsuite.common import config as config_lib, registry
+from deepsuite.app import registry
+from deepsuite.common import config as config_lib
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET, TARGET_FIT_S = 0.80, 600

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness import SHARED_DATA, finish, parser, run_bench, verdict
 
-from deepsuite.common import registry
+from deepsuite.app import registry
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
 REFERENCE = [  # (val loss, what, seconds)

@@ -53,7 +53,7 @@ SMOKE = {"overhead_trials": 2, "trials": 2, "max_epochs": 2, "train_samples": 0}
 
 
 def overhead(store: Path, trials: int) -> None:
-    from deepsuite.common import registry
+    from deepsuite.app import registry
     from deepsuite.tuning.search import SearchOptions, run_search
 
     ends: list[float] = []
@@ -85,7 +85,8 @@ def overhead(store: Path, trials: int) -> None:
 
 def hyperband(store: Path, trials: int, max_epochs: int, train_samples: int, factor: int, preset: str) -> None:
     from deepsuite.common import config as config_lib
-    from deepsuite.common import registry, runner
+    from deepsuite.app import registry
+    from deepsuite.common import runner
     from deepsuite.tuning.search import SearchOptions, run_search
     from deepsuite.tuning.tuners import hyperband_trials
 

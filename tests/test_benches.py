@@ -72,7 +72,8 @@ import sys
 sys.path.insert(0, "bench")
 import numpy as np
 from select_on_validation import validation_in_test_place
-from deepsuite.common import config as config_lib, registry
+from deepsuite.app import registry
+from deepsuite.common import config as config_lib
 
 pipeline = registry.get("recommendation")
 config = config_lib.resolve(pipeline.config_cls, pipeline.presets, "smoke", None,

@@ -54,7 +54,8 @@ def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monke
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from deepsuite.common import export, registry
+    from deepsuite.app import registry
+    from deepsuite.common import export
 
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")

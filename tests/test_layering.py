@@ -99,7 +99,7 @@ def test_listing_pipelines_loads_no_deep_learning_framework():
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom deepsuite.common import registry\n"
+    probe = ("import sys\nfrom deepsuite.app import registry\n"
              "pipelines = [registry.get(n) for n in registry.names()]\n"
              "print(len(pipelines), sorted(m for m in ('keras', 'tensorflow', 'jax', 'mlflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)

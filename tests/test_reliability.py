@@ -173,7 +173,7 @@ def test_same_seed_same_metrics(tmp_path):
 
 @pytest.mark.parametrize("which", ["store", "cache"])
 def test_unwritable_directory_fails_before_training(tmp_path, which, monkeypatch, capsys):
-    from deepsuite.common import registry
+    from deepsuite.app import registry
 
     monkeypatch.setitem(registry._extra, SYNTHETIC, "tests.support.synthetic:SyntheticPipeline")
     blocker = tmp_path / "a-file"

@@ -7,6 +7,7 @@ import socket
 import pytest
 from PIL import Image
 
+from deepsuite.app import registry
 from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
@@ -147,7 +148,7 @@ def test_bad_search_fails_the_parent_run_with_the_reason(workdir, monkeypatch, c
     for key, value in change.items():
         setattr(options, key, value)
     with pytest.raises(ConfigError) as error:
-        run_search(options, echo=lambda line: None)
+        run_search(options, echo=lambda line: None, pipeline=registry.get("image-classification"))
     assert message in str(error.value)
     [parent] = runs_of(workdir, "search")
     assert parent.info.status == "FAILED" and message in parent.data.tags["deepsuite.status_reason"]

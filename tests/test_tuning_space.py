@@ -7,7 +7,7 @@ import math
 import keras_tuner as kt
 import pytest
 
-from deepsuite.common import registry
+from deepsuite.app import registry
 from deepsuite.common.config import resolve
 from deepsuite.common.errors import ConfigError
 from deepsuite.tuning.progress import Progress, duration

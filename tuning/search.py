@@ -24,8 +24,8 @@ from deepsuite.tuning.worker import run_worker
 
 
 def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
-               on_trial_end: Callable[[dict], None] | None = None, pipeline: Pipeline | None = None) -> SearchResult:
-    """Run (or resume) a search; `pipeline` may be given as an instance (tests use a subclass)."""
+               on_trial_end: Callable[[dict], None] | None = None, *, pipeline: Pipeline) -> SearchResult:
+    """Run (or resume) a search of `pipeline` (the app finds it by `options.pipeline`; tests pass a subclass)."""
     session = SearchSession(options, pipeline, echo, on_trial_end)
     if options.distributed == "worker":
         return run_worker(session)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from deepsuite.common import registry
 from deepsuite.common.config import RunConfig, flatten, parse_set, resolve
 from deepsuite.common.errors import ConfigError
 from deepsuite.common.pipeline import Pipeline
@@ -123,14 +122,14 @@ def search_name(options: SearchOptions, config: RunConfig) -> str:
 class SearchSession:
     """One search in this process: what defines it, where it is recorded, and (once built) its tuner.
 
-    `pipeline` may be given as an instance (tests and benches use a subclass); `on_trial_end` is called
+    `pipeline` is the instance to search (the app finds it by name; tests and benches may pass a subclass); `on_trial_end` is called
     with each trial's numbers in the process that ran it.
     """
 
-    def __init__(self, options: SearchOptions, pipeline: Pipeline | None = None,
+    def __init__(self, options: SearchOptions, pipeline: Pipeline,
                  echo: Callable[[str], None] = print, on_trial_end: Callable[[dict], None] | None = None):
         self.options = options
-        self.pipeline = pipeline or registry.get(options.pipeline)
+        self.pipeline = pipeline
         self.base, self.set_keys = base_config(self.pipeline, options)
         self.name = search_name(options, self.base)
         self.tracker = Tracker(options.tracking_uri, options.store)

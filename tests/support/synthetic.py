@@ -77,7 +77,7 @@ class SyntheticPipeline(Pipeline):
 
 
 def register() -> None:
-    from deepsuite.common import registry
+    from deepsuite.app import registry
 
     registry.register(NAME, "tests.support.synthetic:SyntheticPipeline")
 
