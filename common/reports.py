@@ -22,6 +22,30 @@ def pyplot():
     return plt
 
 
+def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], positive: str = "positive",
+               threshold: float | None = None, note: str = ""):
+    """ROC curves of a binary classifier, one per split name -> (y, scores), with each AUC in the legend;
+    with `threshold`, a dot marks the operating point on each curve."""
+    from deepsuite.common import metrics_binary as mb
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (y, scores) in curves.items():
+        fpr, tpr, _ = mb.roc_curve(y, scores)
+        line, = ax.plot(fpr, tpr, label=f"{name} (AUC {mb.roc_auc(y, scores):.3f})")
+        if threshold is not None:
+            point = mb.metrics_at(y, scores, threshold)
+            ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel(f"sensitivity (recall of {positive})")
+    ax.set_title(note or ("ROC" if threshold is None else f"ROC; dots: threshold {threshold:.3f}"))
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def learning_curves(history: Mapping[str, Sequence[float]]):
     """One panel per metric, train and validation together."""
     plt = pyplot()

@@ -62,7 +62,8 @@ def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np
     matrix = reports.confusion_matrix(splits.test.y, predicted, names)
     curves = {"validation": (y_val, s_val), "test": (y_test, s_test)}
     figs = {
-        "roc_curve": figures.roc_figure(curves, threshold, positive),
+        "roc_curve": reports.roc_figure(curves, positive, threshold,
+                                        note=f"ROC; dots: threshold {threshold:.3f} chosen on validation"),
         "precision_recall_curve": figures.pr_figure(curves, threshold, positive),
         "confusion_matrix": reports.confusion_matrix_figure(
             matrix, names, f"Confusion matrix (test, threshold {threshold:.3f})"),

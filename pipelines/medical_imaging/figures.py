@@ -8,25 +8,6 @@ from deepsuite.common import metrics_binary as mb
 from deepsuite.common.reports import pyplot as _plt
 
 
-def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float, positive: str):
-    """curves: split name -> (y, scores); each curve marks where `threshold` falls on it."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for name, (y, scores) in curves.items():
-        fpr, tpr, _ = mb.roc_curve(y, scores)
-        point = mb.metrics_at(y, scores, threshold)
-        line, = ax.plot(fpr, tpr, label=f"{name} (AUC {mb.roc_auc(y, scores):.3f})")
-        ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=line.get_color())
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set_xlabel("1 - specificity (false-positive rate)")
-    ax.set_ylabel(f"sensitivity (recall of {positive})")
-    ax.set_title(f"ROC; dots: threshold {threshold:.3f} chosen on validation")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def pr_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float, positive: str):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))

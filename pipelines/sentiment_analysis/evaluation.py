@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from deepsuite.common import reports
-from deepsuite.common.metrics_binary import log_loss, metrics_at, roc_auc, roc_curve  # one implementation for every binary pipeline
+from deepsuite.common.metrics_binary import log_loss, metrics_at, roc_auc  # one implementation for every binary pipeline
 from deepsuite.common.pipeline import Evaluation, Splits, to_numpy
 from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
 from deepsuite.pipelines.sentiment_analysis.data import texts_of
@@ -23,7 +23,7 @@ def evaluate(model, splits: Splits, config: SentimentAnalysisConfig) -> Evaluati
     metrics = binary_metrics(y, p)
     matrix = reports.confusion_matrix(y, (p >= 0.5).astype(int), names)
     figures = {"confusion_matrix": reports.confusion_matrix_figure(matrix, names),
-               "roc_curve": roc_curve_figure(y, p, metrics["roc_auc"])}
+               "roc_curve": reports.roc_figure({"test": (y, p)}, positive=names[1], note="ROC curve (test)")}
     errors = confident_errors(texts_of(splits.test), y, p, names)
     tables = {"most_confident_errors.csv": errors_csv(errors), "most_confident_errors.html": errors_html(errors)}
     takes = "raw strings" if meta.model_input == "text" else \
@@ -49,21 +49,6 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
         "recall": float(at["sensitivity"]),
         "log_loss": log_loss(y_true, p_positive),
     }
-
-
-def roc_curve_figure(y_true: np.ndarray, scores: np.ndarray, auc: float):
-    plt = reports.pyplot()
-    fpr, tpr, _ = roc_curve(y_true, scores)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(fpr, tpr, label=f"ROC-AUC {auc:.3f}")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC curve (test)")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
 
 
 def confident_errors(texts: list[str], y_true: np.ndarray, p_positive: np.ndarray, class_names: list[str],
