@@ -40,7 +40,7 @@ def options_parser(command: Command, prog: str, usage: str | None = None) -> arg
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         text = info.description or ""
         if extra.get(ROLE_KEY) == "inputs":
-            parser.add_argument(name, nargs="+", metavar=name.upper(), help=text)
+            parser.add_argument(name, nargs="+" if info.is_required() else "*", metavar=name.upper(), help=text)
             continue
         flags = ["--" + name.replace("_", "-"), *([extra["short"]] if extra.get("short") else [])]
         kind = _plain_type(info.annotation)

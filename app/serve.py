@@ -14,12 +14,13 @@ The response is `{"predictions": [...]}`, one object per answer, what `deepsuite
   {"prompt": "...", "max_tokens": 50}      -> e.g. a text-generation model's generate
   {"command": "predict", "inputs": [...]}  -> names the command (needed when a pipeline declares several)
 
-Options may also sit in an "options" object. File inputs are a string (a file path on the server), a
-nested list of numbers (an HxW or HxWxC image array, uint8 0-255 or floats 0-1) or
-{"b64": "<base64 of a PNG/JPEG file>"}; "instances" is accepted for "inputs" (MLflow's name). A command
-that writes files (denoise; Grad-CAM overlays when the request says "output": true) writes them to a
-temporary folder and they come back as {"b64": ..., "name": ...}. Bad JSON, unknown options or unreadable
-inputs answer 400 with {"error": "..."}; the server keeps serving.
+Options may also sit in an "options" object. File inputs are data, never paths: a nested list of numbers
+(an HxW or HxWxC image array, uint8 0-255 or floats 0-1) or {"b64": "<base64 of a PNG/JPEG/DICOM file>",
+"name": "scan.png"} (the name, reduced to a base name, only names the outputs). Text inputs are the texts.
+"instances" is accepted for "inputs" (MLflow's name). The server opens no file a request names and writes
+only into a per-request temporary folder it deletes: a command that writes files (denoise; Grad-CAM
+overlays when the request says "output": true) has them sent back as {"b64": ..., "name": ...}. Bad
+JSON, unknown options or unreadable inputs answer 400 with {"error": "..."}; the server keeps serving.
 """
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ class ModelService:
             raise BadRequest("\"options\" must be a JSON object")
         options = {key: value for key, value in {**payload, **nested}.items() if value is not None}  # null: default
         inputs_name, output_name = command.field_with_role("inputs"), command.field_with_role("output")
+        local = command.field_with_role("local_files")
+        if local and local in options:
+            raise BadRequest(f"{local!r}: the server reads no files; send the data itself"
+                             + (f" in {inputs_name!r}" if inputs_name else ""))
         if inputs_name and "instances" in options and inputs_name not in options:
             options[inputs_name] = options.pop("instances")
         want_files = False
@@ -123,10 +128,13 @@ def _materialise_inputs(inputs: Any, workdir: Path, labels: dict[str, str]) -> l
     paths = []
     for index, item in enumerate(inputs):
         if isinstance(item, str):
-            paths.append(item)
-            continue
+            raise BadRequest(f"inputs[{index}] is a string: the server takes the file's data, not a path on the "
+                             "server; send {\"b64\": \"<base64 of the file>\", \"name\": \"scan.png\"} or a "
+                             "pixel array")
         path = workdir / f"input-{index}.png"
         if isinstance(item, dict) and "b64" in item:
+            path = workdir / f"{index}" / _safe_name(item.get("name"), index)  # the name, never a place
+            path.parent.mkdir()
             try:
                 path.write_bytes(base64.b64decode(item["b64"], validate=True))
             except (binascii.Error, TypeError, ValueError):
@@ -134,11 +142,20 @@ def _materialise_inputs(inputs: Any, workdir: Path, labels: dict[str, str]) -> l
         elif isinstance(item, list):
             _save_array(item, path, index)
         else:
-            raise BadRequest(f"inputs[{index}]: expected a string, an image array or {{\"b64\": ...}}, "
+            raise BadRequest(f"inputs[{index}]: expected an image array or {{\"b64\": ...}}, "
                              f"got {type(item).__name__}")
         labels[str(path)] = f"inputs[{index}]"
         paths.append(str(path))
     return paths
+
+
+def _safe_name(name: Any, index: int) -> str:
+    """A client's file name reduced to a plain base name (outputs are named after it), else input-<i>.png."""
+    if isinstance(name, str):
+        base = "".join(c for c in name.replace("\\", "/").rsplit("/", 1)[-1] if c.isalnum() or c in "._-")
+        if base.strip(".") and len(base) <= 120:
+            return base
+    return f"input-{index}.png"
 
 
 def _save_array(item: list, path: Path, index: int) -> None:

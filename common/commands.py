@@ -5,10 +5,15 @@ and the scoring server validates JSON against the same models, so a new domain w
 nothing outside its own folder. Two pipelines may declare the same verb with different options; which
 options apply is decided once the model's pipeline is known.
 
-Two field roles need the front ends' help, and are marked with `inputs_field` / `output_field`:
-- *inputs*: the raw things to work on (files or strings), positional on the CLI, `"inputs"` in JSON;
+Three field roles need the front ends' help, and are marked with `inputs_field` / `output_field` /
+`local_files_field`:
+- *inputs*: the raw things to work on, positional on the CLI, `"inputs"` in JSON. Files (images, scans)
+  are paths on the CLI and data on the server (base64 or pixel arrays): the server never opens a path a
+  request names. Strings (texts) are the texts themselves, everywhere.
 - *output*: a folder or file the command writes to; on the server a temporary folder whose files come
   back base64-encoded (a client sends `true` to ask for them, never a path).
+- *local files*: files the local user names for the command to read (e.g. a file of texts, one per
+  line); a CLI option only, refused by the server.
 """
 from __future__ import annotations
 
@@ -28,10 +33,17 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def inputs_field(description: str, *, files: bool) -> Any:
-    """A required list of raw inputs; `files=True` says they are files (the server accepts arrays/base64)."""
-    return Field(..., min_length=1, description=description,
-                 json_schema_extra={ROLE_KEY: "inputs", "files": files})
+def inputs_field(description: str, *, files: bool, required: bool = True) -> Any:
+    """The raw inputs; `files=True` says they are files (paths on the CLI, base64 or arrays on the server)."""
+    extra = {ROLE_KEY: "inputs", "files": files}
+    if required:
+        return Field(..., min_length=1, description=description, json_schema_extra=extra)
+    return Field(default_factory=list, description=description, json_schema_extra=extra)
+
+
+def local_files_field(description: str) -> Any:
+    """Files on the user's machine for the command to read; the CLI's to give, never a server request's."""
+    return Field(default_factory=list, description=description, json_schema_extra={ROLE_KEY: "local_files"})
 
 
 def output_field(description: str) -> Any:

@@ -10,7 +10,7 @@ from PIL import Image
 from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
-from tests.support.serving import json_lines, same_answers, scoring_server
+from tests.support.serving import assert_confined, b64_file, json_lines, same_answers, scoring_server
 from tests.support.store import only_run
 
 pytestmark = needs_fashion_mnist
@@ -114,9 +114,10 @@ def test_served_predictions_equal_the_cli_on_the_same_image(smoke_run, tmp_path)
         cli = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), "--top", "4", "--json"], cwd=folder)
         assert cli.code == 0, cli.err[-2000:]
         [expected] = json_lines(cli.out)
-        # the same file by its path on the server, and the same pixels as a JSON array
-        by_path, by_array = server.post({"inputs": [str(tmp_path / "item.png"), image.tolist()], "top": 4})
-    assert len(expected["top"]) == 4 and same_answers(by_path, expected), (by_path, expected)
+        # the same file's bytes (base64), and the same pixels as a JSON array
+        by_file, by_array = server.post({"inputs": [b64_file(tmp_path / "item.png"), image.tolist()], "top": 4})
+        assert_confined(server, folder, tmp_path, lambda path: [{"inputs": [path]}, {"instances": [path], "top": 2}], refused=True)
+    assert len(expected["top"]) == 4 and same_answers(by_file, {**expected, "input": "inputs[0]"}), (by_file, expected)
     assert same_answers(by_array, {**expected, "input": "inputs[1]"}), (by_array, expected)
 
 

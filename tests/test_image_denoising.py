@@ -9,7 +9,8 @@ from PIL import Image
 
 from tests.support.data import needs_set12
 from tests.support.cli import SHARED_DATA, run_cli
-from tests.support.serving import b64_pixels, file_pixels, json_lines, same_answers, scoring_server, without
+from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
+                                   scoring_server, without)
 from tests.support.store import only_run
 
 SET12 = SHARED_DATA / "set12"
@@ -76,9 +77,10 @@ def test_served_denoising_equals_the_cli_on_the_same_image(smoke_run, tmp_path):
                        "16", "--json"], cwd=folder)
         assert cli.code == 0, cli.err[-2000:]
         [expected] = json_lines(cli.out)
-        [served] = server.post({"command": "denoise", "inputs": [noisy], "tile": 128, "overlap": 16})
-    assert expected["tiles"] > 1
-    assert same_answers(without([served], "output", "summary"), without([expected], "output", "summary"))
+        [served] = server.post({"command": "denoise", "inputs": [b64_file(noisy)], "tile": 128, "overlap": 16})
+        assert_confined(server, folder, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": [path], "output": path}], refused=True)
+    assert expected["tiles"] > 1 and served["input"] == "inputs[0]"
+    assert same_answers(without([served], "input", "output", "summary"), without([expected], "input", "output", "summary"))
     assert served["output"]["name"] == "02-denoised.png" == (tmp_path / "out" / "02-denoised.png").name
     assert np.array_equal(b64_pixels(served["output"]), file_pixels(expected["output"]))
 

@@ -14,7 +14,8 @@ from pydicom.data import get_testdata_file
 
 from tests.support.data import needs_pneumonia
 from tests.support.cli import SHARED_DATA, run_cli
-from tests.support.serving import b64_pixels, file_pixels, json_lines, same_answers, scoring_server, without
+from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
+                                   scoring_server, without)
 
 PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
 SMOKE = ["run", "medical-imaging", "--preset", "smoke", "--set", f"data.source=medmnist:{PNEUMONIA}"]
@@ -114,12 +115,17 @@ def test_served_predictions_and_gradcam_equal_the_cli_on_the_same_xray(smoke_run
                        "--json"], cwd=folder)
         assert cli.code == 0, cli.err[-2000:]
         [expected] = json_lines(cli.out)
-        [served] = server.post({"inputs": [str(tmp_path / "xray.png")], "output": True})  # Grad-CAM sent back
-        [plain] = server.post({"inputs": [str(tmp_path / "xray.png")]})  # not asked for: not sent, not left behind
+        [served] = server.post({"inputs": [b64_file(tmp_path / "xray.png")], "output": True})  # Grad-CAM sent back
+        [plain] = server.post({"inputs": [b64_file(tmp_path / "xray.png")]})  # not asked for: not sent, not left
+        assert_confined(server, folder, tmp_path, lambda path: [{"inputs": [path], "output": True},
+                                                                {"inputs": [b64_file(tmp_path / "xray.png")], "output": path}],
+                        refused=True)
     assert plain["gradcam"] == "xray.gradcam.png" and not list(folder.rglob("*.gradcam.png"))
-    assert same_answers(without([served], "gradcam", "summary"), without([expected], "gradcam", "summary"))
+    assert served["input"] == "inputs[0]"
+    assert same_answers(without([served], "input", "gradcam", "summary"), without([expected], "input", "gradcam", "summary"))
     assert expected["probabilities"] and expected["threshold"] is not None
-    assert served["summary"] == expected["summary"].replace(f"{tmp_path / 'cams'}/", "")
+    assert served["summary"] == expected["summary"].replace(f"{tmp_path / 'cams'}/", "").replace(
+        str(tmp_path / "xray.png"), "inputs[0]")
     assert np.array_equal(b64_pixels(served["gradcam"]), file_pixels(expected["gradcam"]))  # the same overlay
 
 

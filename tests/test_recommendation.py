@@ -8,7 +8,7 @@ import pytest
 
 from deepsuite.pipelines.recommendation.ratings import load_ratings
 from tests.support.cli import run_cli
-from tests.support.serving import json_lines, same_answers, scoring_server, without
+from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
 
 SMOKE = ["run", "recommendation", "--preset", "smoke"]
@@ -72,7 +72,7 @@ def test_recommend_titles_exclude_what_the_user_rated(mf_run, movielens):
     assert first.startswith(" 1. " + answers[0]["title"])
 
 
-def test_served_recommendations_equal_the_cli_for_the_same_user(mf_run):
+def test_served_recommendations_equal_the_cli_for_the_same_user(mf_run, tmp_path):
     folder, _ = mf_run
     _, run = only_run(folder, "recommendation")
     with scoring_server(run.info.run_id, folder) as server:  # starts while the CLI runs
@@ -80,6 +80,7 @@ def test_served_recommendations_equal_the_cli_for_the_same_user(mf_run):
         assert cli.code == 0, cli.err[-2000:]
         expected = json_lines(cli.out)
         served = server.post({"user": "42", "top": 6})
+        assert_confined(server, folder, tmp_path, lambda path: [{"user": path}, {"users": path, "top": 3}])
     assert [a["rank"] for a in expected] == list(range(1, 7)) and expected[0]["fallback"] is None
     assert same_answers(without(served), without(expected)), (served, expected)
 

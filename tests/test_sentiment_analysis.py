@@ -11,7 +11,7 @@ import pytest
 
 from deepsuite.common.errors import DataError
 from tests.support.cli import run_cli
-from tests.support.serving import json_lines, same_answers, scoring_server, without
+from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 
 SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
 
@@ -73,7 +73,8 @@ def test_predict_strings_a_file_and_an_empty_string(tf_run, tmp_path):
     _, run = only_run(folder)
     texts = tmp_path / "reviews.txt"
     texts.write_text("A moving, beautifully shot film.\n\nDull and lifeless.\n", encoding="utf-8")
-    result = run_cli(["predict", run.info.run_id, "A gorgeous, witty delight.", "", str(texts), "--json"], cwd=folder)
+    result = run_cli(["predict", run.info.run_id, "A gorgeous, witty delight.", "", "--files", str(texts), "--json"],
+                     cwd=folder)
     assert result.code == 0, result.err[-2000:]
     answers = [json.loads(line) for line in result.out.strip().splitlines()]
     assert [a["input"] for a in answers] == ["[1]", "[2]", "reviews.txt:1", "reviews.txt:3"]
@@ -84,7 +85,7 @@ def test_predict_strings_a_file_and_an_empty_string(tf_run, tmp_path):
     assert answers[0]["summary"].endswith("'A gorgeous, witty delight.'")
 
 
-def test_served_predictions_equal_the_cli_on_the_same_texts(tf_run):
+def test_served_predictions_equal_the_cli_on_the_same_texts(tf_run, tmp_path):
     folder, _ = tf_run
     _, run = only_run(folder)
     texts = ["A gorgeous, witty delight.", "Dull, lifeless and far too long.", ""]
@@ -93,6 +94,7 @@ def test_served_predictions_equal_the_cli_on_the_same_texts(tf_run):
         assert cli.code == 0, cli.err[-2000:]
         expected = json_lines(cli.out)
         served = server.post({"inputs": texts})
+        assert_confined(server, folder, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": ["ok"], "files": [path]}])
     assert [a["input"] for a in expected] == ["[1]", "[2]", "[3]"] and expected[2]["label"] is None
     assert same_answers(without(served), without(expected)), (served, expected)
 
@@ -102,7 +104,7 @@ def test_predict_on_non_utf8_file_is_one_clear_line(tf_run, tmp_path):
     _, run = only_run(folder)
     bad = tmp_path / "latin.txt"
     bad.write_bytes("Na\xefve and charming\n".encode("latin-1"))
-    result = run_cli(["predict", run.info.run_id, str(bad)], cwd=folder)
+    result = run_cli(["predict", run.info.run_id, "--files", str(bad)], cwd=folder)
     assert result.code == 2 and "Traceback" not in result.err
     assert [line for line in result.err.splitlines() if line.startswith("error")] == [
         f"error: {bad}: line 1, byte 2: b'\\xef' is not valid utf-8 (invalid continuation byte); re-save the file "

@@ -184,10 +184,11 @@ def test_predict_inputs_reject_undecodable_arguments_and_read_files(tmp_path):
         expand_inputs(["fine", os.fsdecode(b"caf\xe9 au lait")])  # how argv carries bytes that are not UTF-8
     listing = tmp_path / "texts.txt"
     listing.write_text("first\n\n  \nsecond\n", encoding="utf-8")
-    assert expand_inputs(["", str(listing)]) == [("[1]", ""), ("texts.txt:1", "first"), ("texts.txt:4", "second")]
+    assert expand_inputs([""], [listing]) == [("[1]", ""), ("texts.txt:1", "first"), ("texts.txt:4", "second")]
+    assert expand_inputs([str(listing)]) == [("[1]", str(listing))]  # a text naming a file is a text, never read
     (tmp_path / "blank.txt").write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="no text in the file"):
-        expand_inputs([str(tmp_path / "blank.txt")])
+        expand_inputs([], [tmp_path / "blank.txt"])
 
 
 def test_ngram_branch_binary_counts_each_gram_once_and_prior_starts_at_naive_bayes():

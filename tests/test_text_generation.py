@@ -10,7 +10,7 @@ from deepsuite.app import invoke as predict
 from deepsuite.common.errors import ConfigError, DataError
 from tests.support.data import needs_tiny_shakespeare
 from tests.support.cli import SHARED_DATA, run_cli
-from tests.support.serving import json_lines, same_answers, scoring_server, without
+from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
@@ -72,7 +72,7 @@ def test_generate_is_seeded_and_stops_at_the_stop_string(smoke_run):
 
 
 @needs_tiny_shakespeare
-def test_served_generation_equals_the_cli_with_the_same_seed(smoke_run):
+def test_served_generation_equals_the_cli_with_the_same_seed(smoke_run, tmp_path):
     folder, _ = smoke_run
     _, run = only_run(folder, "text-generation")
     options = {"prompt": "JULIET:", "max_tokens": 40, "temperature": 0.9, "top_k": 30, "seed": 11}
@@ -83,6 +83,7 @@ def test_served_generation_equals_the_cli_with_the_same_seed(smoke_run):
         expected = json_lines(cli.out)
         served = server.post(options)
         greedy = server.post({**options, "temperature": 0, "seed": None})
+        assert_confined(server, folder, tmp_path, lambda path: [{"prompt": path, "max_tokens": 5}, {"stop": path, "max_tokens": 5}])
     assert expected[0]["tokens"] == 40 and same_answers(without(served), without(expected)), (served, expected)
     # temperature 0 is greedy: what the exported model in this process picks, whatever the seed
     export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent

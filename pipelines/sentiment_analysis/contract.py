@@ -1,11 +1,12 @@
 """What crosses the sentiment pipeline's stage boundaries, typed: the export metadata and predict's options."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from deepsuite.common.commands import Options, inputs_field
+from deepsuite.common.commands import Options, inputs_field, local_files_field
 from deepsuite.common.export import ExportMetadata
 
 
@@ -25,4 +26,6 @@ class SentimentAnalysisMetadata(ExportMetadata):
 
 
 class PredictOptions(Options):
-    inputs: list[str] = inputs_field("texts, or files with one text per line (UTF-8)", files=False)
+    inputs: list[str] = inputs_field("texts to classify", files=False, required=False)
+    files: list[Path] = local_files_field("files of texts, one per non-blank line (UTF-8); the CLI's only: "
+                                          "a scoring server reads no files")

@@ -1,6 +1,7 @@
 """`deepsuite predict` on raw texts: label and probability per text, either kind of export (strings or ids).
 
-Each input is a text, or a file path whose non-blank lines are texts (UTF-8). An empty or punctuation-only
+Each input is a text; `--files` names files whose non-blank lines are texts (UTF-8), read on the CLI only:
+a text that happens to name a file is still just that text (a scoring server opens no file a request names). An empty or punctuation-only
 text gets a defined answer without a model call; a text with no known word is scored and says so.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, tokeniz
 
 
 def predict(model, export: Export, options: PredictOptions) -> list[dict]:
-    items = expand_inputs(options.inputs)
+    items = expand_inputs(options.inputs, options.files)
     metadata = export.metadata
     vectorizer = Vectorizer(metadata.vocabulary, metadata.sequence_length)
     names = metadata.class_names
@@ -51,25 +52,25 @@ def predict(model, export: Export, options: PredictOptions) -> list[dict]:
     return results
 
 
-def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
-    """CLI inputs -> (where, text): an existing file contributes one text per non-blank line."""
-    if not inputs:
-        raise DataError("predict needs at least one text (or a file with one text per line)")
+def expand_inputs(inputs: list[str], files: list[Path] = ()) -> list[tuple[str, str]]:
+    """(where, text) pairs: the texts as given, then one per non-blank line of each file."""
+    if not inputs and not files:
+        raise DataError("predict needs at least one text (or --files with one text per line)")
     items = []
     for number, value in enumerate(inputs, 1):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise DataError(f"input {number} is not valid UTF-8 text; pass UTF-8 or put the text in a file") from None
-        path = Path(value)
-        if value.strip() and len(value) < 4096 and "\n" not in value and path.is_file():
-            lines = decode_text(path.read_bytes(), str(path)).splitlines()
-            texts = [(f"{path.name}:{n}", line) for n, line in enumerate(lines, 1) if line.strip()]
-            if not texts:
-                raise DataError(f"{path}: no text in the file (expected one text per line)")
-            items.extend(texts)
-        else:
-            items.append((f"[{number}]", value))
+        items.append((f"[{number}]", value))
+    for path in map(Path, files):
+        if not path.is_file():
+            raise DataError(f"{path}: no such file of texts")
+        lines = decode_text(path.read_bytes(), str(path)).splitlines()
+        texts = [(f"{path.name}:{n}", line) for n, line in enumerate(lines, 1) if line.strip()]
+        if not texts:
+            raise DataError(f"{path}: no text in the file (expected one text per line)")
+        items.extend(texts)
     return items
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +61,40 @@ def scoring_server(model: str, cwd: Path, backend: str = "tensorflow", hide_tens
         yield ScoringServer(process, f"http://127.0.0.1:{port}")
     finally:
         process.kill()
+
+
+def tree(folder: Path) -> list[str]:
+    """Every path under `folder` (the server's working folder), as text, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def assert_confined(server: "ScoringServer", cwd: Path, scratch: Path, bodies, refused: bool = False) -> None:
+    """Requests that name a file on the server never get its content back, whatever they are answered, and
+    leave the server's working folder as it was. `bodies(path)` gives the requests naming `path`; they are
+    sent for a text file holding a marker and for a real image. With `refused`, every one must be refused
+    (a model that takes files takes their data, so a path is never predicted on)."""
+    secret = f"MARKER-{uuid.uuid4().hex}"
+    marker = scratch / "secret.txt"
+    marker.write_text(f"{secret}\n{secret}\n", encoding="utf-8")
+    picture = scratch / "secret.png"
+    Image.fromarray(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))).save(picture)
+    server.post_error({"command": "no-such-command"})  # wait until it serves, then look at its folder
+    before = tree(cwd)
+    for body in [*bodies(str(marker)), *bodies(str(picture))]:
+        try:
+            answer = json.dumps(server.post(body))
+            assert not refused, f"{body} was answered: {answer[:500]}"
+        except AssertionError as failure:  # a 4xx with the server's log: neither may hold the file's content
+            answer = str(failure)
+            assert not refused or answer.startswith("4"), answer[:2000]
+        assert secret not in answer, (body, answer[:2000])
+    assert tree(cwd) == before
+
+
+def b64_file(path) -> dict:
+    """A file as a scoring server takes it: its bytes, base64-encoded, and its name (never its path)."""
+    path = Path(path)
+    return {"b64": base64.b64encode(path.read_bytes()).decode("ascii"), "name": path.name}
 
 
 def json_lines(text: str) -> list[dict]:
