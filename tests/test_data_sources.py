@@ -48,6 +48,27 @@ def test_cache_builds_once(tmp_path):
     np.testing.assert_array_equal(first["x"], second["x"])
 
 
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not a zip"])
+def test_a_damaged_cache_entry_is_rebuilt_and_said(tmp_path, damage, capsys):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": np.arange(1000), "y": np.ones((50, 50))}
+
+    cached_arrays("demo", {"k": 1}, build, tmp_path)
+    (entry,) = (tmp_path / "arrays").glob("demo-*.npz")
+    data = entry.read_bytes()
+    entry.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "not a zip": b"hello" * 100}[damage])
+    capsys.readouterr()
+    again, hit = cached_arrays("demo", {"k": 1}, build, tmp_path)
+    assert hit is False and len(calls) == 2 and f"rebuilding damaged cache entry {entry}" in capsys.readouterr().err
+    np.testing.assert_array_equal(again["x"], np.arange(1000))
+    third, hit = cached_arrays("demo", {"k": 1}, build, tmp_path)  # the rebuilt entry is whole again
+    assert hit is True and len(calls) == 2 and third["y"].shape == (50, 50)
+    assert [p.name for p in (tmp_path / "arrays").iterdir()] == [entry.name]  # no temporary file left
+
 def test_truncated_idx_file_is_reported(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as handle:

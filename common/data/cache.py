@@ -1,13 +1,18 @@
 """Prepared arrays cached on disk so a second run starts in seconds.
 
-Writes go to a temporary file then `os.replace`, so concurrent runs never read a half-written cache.
+Writes go to a temporary file, are flushed to disk (fsync) and then renamed (`os.replace`), so concurrent
+runs never read a half-written entry and a crash cannot leave one under the final name. An entry that
+cannot be read anyway (emptied, truncated or damaged by hand or by a full disk) is rebuilt, with one line
+saying so, instead of failing every later run.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,18 +57,26 @@ def cached_arrays(
         try:
             with np.load(path, allow_pickle=False) as stored:
                 return {k: stored[k] for k in stored.files}, True
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            print(f"note: rebuilding damaged cache entry {path} ({type(exc).__name__}: {exc})", file=sys.stderr)
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not trusted
     arrays = build()
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+    write_atomically(path, lambda handle: np.savez(handle, **arrays))
+    return arrays, False
+
+
+def write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """`write(handle)` into a temporary file beside `path`, fsync it, then rename it to `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return arrays, False
 
 
 def array_digest(*arrays: np.ndarray) -> str:
