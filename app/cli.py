@@ -75,7 +75,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_store_args(tune)
     tune.add_argument("--distributed", choices=["chief", "worker"], help="Keras Tuner chief/worker mode")
     tune.add_argument("--port", type=int, default=8000, help="chief: port to serve the oracle on (default 8000)")
-    tune.add_argument("--host", default="0.0.0.0", help="chief: address to bind (default 0.0.0.0)")
+    tune.add_argument("--host", default="127.0.0.1", help="chief: address to bind (default 127.0.0.1, this machine "
+                                                         "only; 0.0.0.0 for workers on other machines)")
     tune.add_argument("--chief", metavar="HOST:PORT", help="worker: the chief's address")
     tune.add_argument("--worker-id", help="worker: stable id (default worker-<host>-<pid>)")
     tune.add_argument("--connect-timeout", type=float, default=60.0,
@@ -272,9 +273,13 @@ def cmd_tune(args) -> int:
     from deepsuite.tuning.search import SearchOptions, run_search
 
     if args.distributed == "chief":  # before any run starts: a busy port is one line, not a FAILED search
-        from deepsuite.app.ports import ensure_port_free
+        from deepsuite.app.ports import ensure_port_free, exposure_warning
 
         ensure_port_free(args.host, args.port, "the chief")
+        warning = exposure_warning(args.host, "the tuning chief", "can join the search or stop it (no "
+                                   "authentication)")
+        if warning:
+            print(warning.strip(), file=sys.stderr)
     from deepsuite.app import registry
 
     run_search(SearchOptions.from_namespace(args), pipeline=registry.get(args.pipeline))

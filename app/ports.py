@@ -56,3 +56,10 @@ def ensure_port_free(host: str, port: int, what: str = "the server") -> None:
         raise ConfigError(f"port {port} on {host} is already in use (another MLflow UI or server?); "
                           f"start {what} on a free port, e.g. --port {free_port(host, port)}")
     raise ConfigError(f"{what} cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host")
+
+
+def exposure_warning(host: str, what: str, consequence: str) -> str | None:
+    """One warning line when `what` listens beyond this machine (anything but loopback), else None."""
+    if host in (LOOPBACK, "localhost", "::1") or host.startswith("127."):
+        return None
+    return f"  warning: {what} listens on {host}: anyone who can reach this machine {consequence}"

@@ -40,7 +40,7 @@ from deepsuite.app import invoke
 from deepsuite.common.commands import Command
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.app.ui import url_for
-from deepsuite.app.ports import ensure_port_free
+from deepsuite.app.ports import ensure_port_free, exposure_warning
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -272,8 +272,10 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 5001, tracking_uri: 
     url = url_for(host, port)
     info = service.describe()
     example = _example(service.pipeline)
+    warning = exposure_warning(host, "the scoring server", "can send it requests (no authentication)")
     echo(f"serving {info['pipeline']} (run {info['run_id']}) at {url}/invocations  (Ctrl-C to stop)\n"
-         f"  try: curl -s {url}/invocations -H 'Content-Type: application/json' -d '{example}'")
+         f"  try: curl -s {url}/invocations -H 'Content-Type: application/json' -d '{example}'"
+         + (f"\n{warning}" if warning else ""))
     sys.stdout.flush()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)

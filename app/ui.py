@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsuite.common.errors import DeepsuiteError
-from deepsuite.app.ports import LOOPBACK, ensure_port_free
+from deepsuite.app.ports import LOOPBACK, ensure_port_free, exposure_warning
 from deepsuite.app.ports import free_port, port_is_free  # noqa: F401 - kept importable here: the tests pick ports with them
 
 READY_TIMEOUT_S = 180.0
@@ -178,9 +178,9 @@ def start_ui(store: Path, host: str = LOOPBACK, port: int = 5000, backend_store_
         lines += [f"  runs of {name}: {link}" for name, link in links]
         if links:
             lines.append('  tip: choose "Model training" at the top left once; the browser remembers it')
-        if host not in (LOOPBACK, "localhost", "::1"):
-            lines.append(f"  warning: listening on {host}: anyone who can reach this machine can read and "
-                         "delete runs")
+        warning = exposure_warning(host, "the UI", "can read and delete runs")
+        if warning:
+            lines.append(warning)
         return "\n".join(lines)
 
     quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore", **NO_GENAI_JOBS}

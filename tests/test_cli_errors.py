@@ -68,3 +68,16 @@ def test_a_command_the_models_pipeline_lacks_names_what_it_offers(tmp_path, monk
     fixture = str(REPO / "tests" / "fixtures" / "exports-v0" / "recommendation")
     one_line_error(run_in_process(["generate", fixture, "--prompt", "hi"], tmp_path, monkeypatch, capsys),
                    "pipeline 'recommendation' does not support `deepsuite generate` (it offers: recommend)")
+
+
+def test_servers_say_when_they_listen_beyond_this_machine_and_the_chief_does_not_by_default():
+    from deepsuite.app.cli import build_parser
+    from deepsuite.app.ports import exposure_warning
+
+    chief = build_parser(["tune"]).parse_args(["tune", "image-classification", "--distributed", "chief"])
+    assert chief.host == "127.0.0.1"
+    assert exposure_warning("127.0.0.1", "the scoring server", "can send it requests") is None
+    assert exposure_warning("localhost", "the scoring server", "can send it requests") is None
+    assert exposure_warning("0.0.0.0", "the scoring server", "can send it requests") == (
+        "  warning: the scoring server listens on 0.0.0.0: anyone who can reach this machine can send it requests")
+    assert exposure_warning("192.168.1.5", "the tuning chief", "can join the search") is not None
