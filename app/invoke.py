@@ -32,15 +32,25 @@ def locate_export(target: str, tracking_uri: str | None, store_dir: Path) -> Pat
 
         tracker = Tracker(tracking_uri, store_dir)
         name, alias, version = model_match.groups()
-        return tracker.download(tracker.model_version_run(name, alias=alias, version=version), EXPORT_DIR)
+        run_id = _finished(tracker, tracker.model_version_run(name, alias=alias, version=version))
+        return tracker.download(run_id, EXPORT_DIR)
     match = RUN_ID.match(target)
     if match:
         from deepsuite.common.tracking import Tracker
 
         tracker = Tracker(tracking_uri, store_dir)
-        tracker.get_run(match.group(2))
-        return tracker.download(match.group(2), EXPORT_DIR)
+        return tracker.download(_finished(tracker, match.group(2)), EXPORT_DIR)
     raise DeepsuiteError(f"{target!r} is neither a model file/folder, an MLflow run id nor a models:/<name>@<alias> URI")
+
+
+def _finished(tracker, run_id: str) -> str:
+    """`run_id` when the run FINISHED; a failed, killed or still running run has no model to trust."""
+    run = tracker.get_run(run_id)
+    if run.info.status != "FINISHED":
+        reason = run.data.tags.get("deepsuite.status_reason", "")
+        raise DeepsuiteError(f"run {run_id} is {run.info.status}{f' ({reason})' if reason else ''}: its model may be "
+                             "missing or half-trained; use a FINISHED run (or its export folder, knowingly)")
+    return run_id
 
 
 @dataclass

@@ -44,6 +44,8 @@ def test_failed_run_is_marked_failed_with_reason(tmp_path, monkeypatch, capsys):
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
     assert "has no images" in runs[0].data.tags["deepsuite.status_reason"]
     assert not client.list_artifacts(runs[0].info.run_id)  # no half-written model
+    refused = run_in_process(["predict", runs[0].info.run_id, "x.png"], tmp_path, monkeypatch, capsys)
+    one_line_error(refused, f"run {runs[0].info.run_id} is FAILED (DataError: ", "use a FINISHED run")
 
 
 def test_help_explains_commands(tmp_path):
