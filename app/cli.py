@@ -167,6 +167,11 @@ def _add_results_commands(sub) -> None:
     serve.add_argument("model", help="MLflow run id, runs:/<id>, models:/<name>@<alias> or an export/ folder")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    serve.add_argument("--allowed-hosts", help="Host headers to accept besides the bind address, comma-separated "
+                                               "(on loopback: this machine's names only; guards against DNS "
+                                               "rebinding from a browser)")
+    serve.add_argument("--request-timeout", type=float, default=30.0,
+                       help="seconds a client may stay silent before it is dropped (default 30)")
     _add_store_args(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -198,7 +203,8 @@ def cmd_compare(args) -> int:
 def cmd_serve(args) -> int:
     from deepsuite.app.serve import serve
 
-    return serve(args.model, args.host, args.port, args.tracking_uri, args.store)
+    return serve(args.model, args.host, args.port, args.tracking_uri, args.store, extra_hosts=args.allowed_hosts,
+                 timeout=args.request_timeout)
 
 
 def cmd_server(args) -> int:

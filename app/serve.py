@@ -43,6 +43,10 @@ from deepsuite.app.ui import url_for
 from deepsuite.app.ports import ensure_port_free, exposure_warning
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 32            # image arrays nest 3-4 deep; a hostile body nests 100,000 deep
+REQUEST_TIMEOUT_S = 30.0       # an idle or trickling client is dropped after this long without a byte
+MAX_CONNECTIONS = 16           # requests handled at once; more wait for a free slot
+LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 class BadRequest(Exception):
@@ -204,9 +208,78 @@ def _portable(value: Any, workdir: Path, labels: dict[str, str], send_files: boo
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-def make_handler(service: ModelService, log: Callable[[str], None]):
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per request, at most `slots` at once: a flood of slow clients cannot exhaust the host."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, slots: int = MAX_CONNECTIONS):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(slots)
+
+    def process_request(self, request, client_address):
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def allowed_hosts(host: str, extra: str | None) -> set[str] | None:
+    """Host header names to accept (DNS rebinding from a browser); None accepts any.
+
+    Bound to loopback: this machine's names. Bound elsewhere: the names given with --allowed-hosts, else
+    any (the banner warns that the server is exposed)."""
+    names = {name.strip().lower() for name in (extra or "").split(",") if name.strip()}
+    if host in LOCAL_NAMES or host.startswith("127."):
+        return names | LOCAL_NAMES | {host}
+    return (names | {host}) if names else None
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header: "example.com:5001" -> "example.com", "[::1]:5001" -> "[::1]"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def make_handler(service: ModelService, log: Callable[[str], None], hosts: set[str] | None = None,
+                 timeout: float = REQUEST_TIMEOUT_S):
     class Handler(BaseHTTPRequestHandler):
         server_version = "deepsuite-serve"
+
+        def setup(self):
+            self.timeout = timeout  # read by StreamRequestHandler.setup: every socket read gives up after it
+            super().setup()
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            name = host_name(self.headers.get("Host") or "")
+            if hosts is not None and name not in hosts:
+                self._send(HTTPStatus.FORBIDDEN, {"error": f"Host {name!r} is not served here; start the server with "
+                                                           "--allowed-hosts to accept it"})
+                return False
+            return True
 
         def do_GET(self):
             if self.path in ("/ping", "/health"):
@@ -228,11 +301,25 @@ def make_handler(service: ModelService, log: Callable[[str], None]):
                 self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else HTTPStatus.BAD_REQUEST,
                            {"error": f"body must be JSON of at most {MAX_BODY_BYTES} bytes with a Content-Length"})
                 return
-            body = self.rfile.read(length)
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True  # a client announcing more than it sends holds nothing for long
+                self._send(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no body byte for {timeout:g} s"})
+                return
+            if len(body) < length:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": f"body ended after {len(body)} of {length} bytes"})
+                return
             try:
                 payload = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": f"malformed JSON: {exc}"})
+                return
+            except RecursionError:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": f"JSON nests deeper than {MAX_JSON_DEPTH} levels"})
+                return
+            if json_depth(payload) > MAX_JSON_DEPTH:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": f"JSON nests deeper than {MAX_JSON_DEPTH} levels"})
                 return
             try:
                 self._send(HTTPStatus.OK, {"predictions": service.answer(payload)})
@@ -257,7 +344,8 @@ def make_handler(service: ModelService, log: Callable[[str], None]):
 
 
 def serve(target: str, host: str = "127.0.0.1", port: int = 5001, tracking_uri: str | None = None,
-          store: Path = Path("mlruns"), echo: Callable[[str], None] = print) -> int:
+          store: Path = Path("mlruns"), echo: Callable[[str], None] = print, extra_hosts: str | None = None,
+          timeout: float = REQUEST_TIMEOUT_S) -> int:
     """Load the model behind `target` and answer POST /invocations until Ctrl-C."""
     import signal
     import sys
@@ -265,10 +353,11 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 5001, tracking_uri: 
     ensure_port_free(host, port, "the scoring server")
     service = ModelService(target, tracking_uri, store)
     try:
-        httpd = ThreadingHTTPServer((host, port), make_handler(service, lambda line: print(line, file=sys.stderr)))
+        handler = make_handler(service, lambda line: print(line, file=sys.stderr), allowed_hosts(host, extra_hosts),
+                               timeout)
+        httpd = BoundedHTTPServer((host, port), handler)
     except OSError as exc:
         raise DeepsuiteError(f"cannot listen on {host}:{port} ({exc.strerror}); try another --port") from None
-    httpd.daemon_threads = True
     url = url_for(host, port)
     info = service.describe()
     example = _example(service.pipeline)

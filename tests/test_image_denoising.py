@@ -95,6 +95,8 @@ def test_denoise_bad_inputs_are_one_clear_line(smoke_run, tmp_path):
     assert result.code == 2 and "Traceback" not in result.err
     assert result.err.strip().splitlines() == [f"error: {empty}: empty file (0 bytes), not an image"]
     assert not (SET12 / "01-denoised.png").exists()                      # nothing written before the check
+    huge = run_cli(["denoise", run.info.run_id, str(SET12 / "01.png"), "--tile", "100000"], cwd=folder)
+    assert huge.code == 2 and "--tile 100000: Input should be less than or equal to 1024" in huge.err
 
 
 def test_sigma_must_be_positive(tmp_path):

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -49,7 +50,8 @@ def champion(store):
 @pytest.fixture(scope="module")
 def server(store, champion):
     port = free_port()
-    process = start_cli(["serve", f"models:/{MODEL_NAME}@champion", "--port", str(port)], cwd=store,
+    process = start_cli(["serve", f"models:/{MODEL_NAME}@champion", "--port", str(port), "--request-timeout", "3"],
+                        cwd=store,
                         backend="jax", hide_tensorflow=True)
     try:
         process.wait_for("Ctrl-C to stop", timeout=300)
@@ -58,10 +60,10 @@ def server(store, champion):
         process.kill()
 
 
-def post(url: str, body: bytes | dict, content_type: str = "application/json") -> tuple[int, dict]:
+def post(url: str, body: bytes | dict, content_type: str = "application/json", host: str | None = None) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(f"{url}/invocations", data=data, method="POST",
-                                     headers={"Content-Type": content_type})
+                                     headers={"Content-Type": content_type, **({"Host": host} if host else {})})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -104,6 +106,10 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server, test_images):
     process, url = server
     status, body = post(url, b'{"inputs": [[1, 2], ')
     assert status == 400 and body["error"].startswith("malformed JSON")
+    status, body = post(url, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and body["error"] == "JSON nests deeper than 32 levels"
+    status, body = post(url, {"inputs": [test_images[0][0].tolist()]}, host="rebound.example.com:5001")
+    assert status == 403 and "Host 'rebound.example.com' is not served here" in body["error"]
     status, body = post(url, {"inputs": [test_images[0][0].tolist()], "options": {"colour": "red"}})
     assert status == 400 and "unknown option 'colour' for predict" in body["error"] and "'top'" in body["error"]
     status, body = post(url, {"inputs": [[[1, 2, 3], [4, 5]]]})
@@ -140,7 +146,24 @@ def test_unknown_model_and_busy_port_are_explained(store):
     assert result.code == 2 and f"port {taken} on 127.0.0.1 is already in use" in result.err
 
 
+def test_idle_and_trickling_clients_are_dropped_and_the_server_keeps_serving(server, test_images):
+    process, url = server
+    port = int(url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as idle:  # connects, never says anything
+        assert idle.recv(1024) == b""  # closed by the server after its 3 s request timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:  # announces 1000 bytes, sends 1
+        slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        reply = slow.recv(4096)
+    assert reply.split(b"\r\n", 1)[0].endswith(b"408 Request Timeout") and b"no body byte for 3 s" in reply
+    assert time.monotonic() - started < 30
+    status, body = post(url, {"inputs": [test_images[0][0].tolist()]})
+    assert status == 200 and body["predictions"][0]["label"] in CLASSES and process.process.poll() is None
+
+
 def test_ctrl_c_stops_the_server(server):
     process, _ = server
     assert process.interrupt() == 0
     assert "stopped the scoring server" in process.output
+

@@ -105,6 +105,8 @@ def test_generate_bad_options_are_one_line_errors(smoke_run):
         predict.invoke("generate", export, {"prompt": "Roméo"})
     with pytest.raises(ConfigError, match="--max-tokens 0"):
         predict.invoke("generate", export, {"prompt": "ROMEO:", "max_tokens": 0})
+    with pytest.raises(ConfigError, match="--max-tokens 100000: Input should be less than or equal to 4096"):
+        predict.invoke("generate", export, {"prompt": "ROMEO:", "max_tokens": 100_000})  # bounded work per request
 
 
 def test_a_corpus_shorter_than_the_context_fails_before_training(tmp_path):

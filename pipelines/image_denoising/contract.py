@@ -26,10 +26,13 @@ class ImageDenoisingMetadata(ExportMetadata):
     test_images: list[str] = Field(default_factory=list)
 
 
+MAX_TILE = 1024  # pixels a side: one tile's activations stay bounded whatever the image
+
+
 class DenoiseOptions(Options):
     """`deepsuite denoise MODEL FILE... [-o OUT] [--tile N] [--overlap N]`."""
 
     inputs: list[str] = inputs_field("noisy image files", files=True)
     output: Path | None = output_field("output file (one input) or folder")
-    tile: int = Field(256, description="tile size for large images")
+    tile: int = Field(256, le=MAX_TILE, description=f"tile size for large images (at most {MAX_TILE})")
     overlap: int = Field(32, description="tile overlap in pixels")

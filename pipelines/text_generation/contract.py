@@ -29,11 +29,14 @@ class TextGenerationMetadata(ExportMetadata):
     tokens: dict[str, int] = Field(description="tokens in each split: train, val, test")
 
 
+MAX_TOKENS = 4096  # one request's work under the server's model lock stays bounded
+
+
 class GenerateOptions(Options):
     """`deepsuite generate MODEL --prompt ... --max-tokens N ...`; JSON {"prompt": "ROMEO:", "max_tokens": 50}."""
 
     prompt: str = Field("", description="text to continue")
-    max_tokens: int = Field(300, description="tokens to generate")
+    max_tokens: int = Field(300, le=MAX_TOKENS, description=f"tokens to generate (at most {MAX_TOKENS})")
     temperature: float = Field(1.0, description="0 = greedy; higher = more random")
     top_k: int | None = Field(None, description="sample among the k most likely tokens")
     top_p: float | None = Field(None, description="nucleus sampling mass, in (0, 1]")
