@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 
 EPILOG = """examples:
   deepsuite list
@@ -24,7 +25,7 @@ EPILOG = """examples:
   deepsuite ui                                   # MLflow UI on ./mlruns at http://127.0.0.1:5000
   deepsuite compare image-classification --last 5
   deepsuite serve <run id | models:/name@alias> --port 5001
-  deepsuite server --backend-store-uri postgresql://mlflow:PASS@localhost/mlflow --artifacts-destination /srv/mlartifacts
+  MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:PASS@localhost/mlflow deepsuite server --artifacts-destination /srv/mlartifacts
 """
 
 
@@ -176,8 +177,9 @@ def _add_results_commands(sub) -> None:
     serve.set_defaults(handler=cmd_serve)
 
     server = sub.add_parser("server", help="shared MLflow tracking server on a database (PostgreSQL) for a team")
-    server.add_argument("--backend-store-uri", required=True,
-                        help="database URI, e.g. postgresql://mlflow:PASSWORD@localhost:5432/mlflow")
+    server.add_argument("--backend-store-uri", default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+                        help="database URI, e.g. postgresql://mlflow:PASSWORD@localhost:5432/mlflow; better in the "
+                             "environment as MLFLOW_BACKEND_STORE_URI (the default), where `ps` does not show it")
     server.add_argument("--artifacts-destination", default="mlartifacts",
                         help="where the server keeps artifacts: a folder or s3://... (default ./mlartifacts)")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the team)")
@@ -210,6 +212,9 @@ def cmd_serve(args) -> int:
 def cmd_server(args) -> int:
     from deepsuite.app.team_server import start_server
 
+    if not args.backend_store_uri:
+        raise DeepsuiteError("say which database: export MLFLOW_BACKEND_STORE_URI=postgresql://USER:PASSWORD@HOST/DB "
+                             "(or --backend-store-uri, which `ps` shows to every user of the machine)")
     return start_server(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers,
                         args.allowed_hosts)
 
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeepsuiteError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -315,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on --debug
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact(exc)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 from deepsuite.app.ui import ML_VIEW
 
 MAIN_METRIC_PREFIX = "test_"
@@ -129,7 +130,7 @@ def compare(experiment: str, last: int = 5, tracking_uri: str | None = None, sto
     if not runs:
         if experiment not in registry.names():
             registry.get(experiment)  # unknown name: says so, with the closest pipeline name
-        raise DeepsuiteError(f"no runs of {experiment!r} in {tracker.uri.split('?')[0]}; "
+        raise DeepsuiteError(f"no runs of {experiment!r} in {redact(tracker.uri.split('?')[0])}; "
                              f"start one with `deepsuite run {experiment}` (or pass --store/--tracking-uri)")
     if console is None:
         width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((160, 40)).columns, 160)

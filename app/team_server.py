@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 from deepsuite.app.ui import NO_GENAI_JOBS, mlflow_cli, run_mlflow_server, url_for
 from deepsuite.app.ports import LOOPBACK, ensure_port_free
 
@@ -80,18 +81,11 @@ def check_artifacts(destination: str) -> str:
     return str(folder.resolve())
 
 
-def redact(uri: str) -> str:
-    """The URI with its password hidden, for messages and banners."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def server_command(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int,
+def server_command(artifacts_destination: str, host: str, port: int, workers: int,
                    allowed_hosts: str | None = None) -> list[str]:
-    return [*mlflow_cli(), "server", "--backend-store-uri", backend_store_uri,
+    """`mlflow server`'s command line; the database URI is not on it (it travels in the environment, as
+    MLFLOW_BACKEND_STORE_URI, so its password never shows in `ps`)."""
+    return [*mlflow_cli(), "server",
             "--artifacts-destination", artifacts_destination, "--serve-artifacts",
             "--host", host, "--port", str(port), "--workers", str(workers),
             *(["--allowed-hosts", allowed_hosts] if allowed_hosts else [])]
@@ -105,7 +99,7 @@ def start_server(backend_store_uri: str, artifacts_destination: str, host: str =
     ensure_port_free(host, port, "the server")
     check_backend(backend_store_uri)
     artifacts = check_artifacts(artifacts_destination)
-    command = server_command(backend_store_uri, artifacts, host, port, workers, allowed_hosts)
+    command = server_command(artifacts, host, port, workers, allowed_hosts)
     exposed = host not in (LOOPBACK, "localhost", "::1")
 
     def banner(url: str) -> str:
@@ -118,5 +112,6 @@ def start_server(backend_store_uri: str, artifacts_destination: str, host: str =
                    "(put it behind a VPN or an authenticating proxy)" if exposed else ""))
 
     echo(f"starting the MLflow server on {redact(backend_store_uri)} (a new database gets its tables first)")
-    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=dict(NO_GENAI_JOBS),
+    env = {**NO_GENAI_JOBS, "MLFLOW_BACKEND_STORE_URI": backend_store_uri}
+    return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=env,
                              ready_timeout=SCHEMA_READY_TIMEOUT_S)

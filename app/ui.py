@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 from deepsuite.app.ports import LOOPBACK, ensure_port_free, exposure_warning
 from deepsuite.app.ports import free_port, port_is_free  # noqa: F401 - kept importable here: the tests pick ports with them
 
@@ -60,9 +61,10 @@ def local_store(store: Path, echo: Callable[[str], None] = print) -> tuple[str, 
     return f"sqlite:///{store}/mlflow.db?timeout=60", store / "artifacts"
 
 
-def ui_command(backend_store_uri: str, artifacts: str, host: str, port: int, workers: int = 1) -> list[str]:
-    """The `mlflow server` command line for the suite's UI (quiet uvicorn: warnings only)."""
-    return [*mlflow_cli(), "server", "--backend-store-uri", backend_store_uri,
+def ui_command(artifacts: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The `mlflow server` command line for the suite's UI (quiet uvicorn: warnings only); the store URI
+    travels in the environment (MLFLOW_BACKEND_STORE_URI), never on a command line `ps` shows."""
+    return [*mlflow_cli(), "server",
             "--artifacts-destination", artifacts, "--host", host, "--port", str(port),
             "--workers", str(workers), "--uvicorn-opts", "--log-level warning"]
 
@@ -169,8 +171,8 @@ def start_ui(store: Path, host: str = LOOPBACK, port: int = 5000, backend_store_
     else:
         backend_store_uri, artifacts_dir = local_store(store, echo)
     ensure_port_free(host, port, "the UI")
-    command = ui_command(backend_store_uri, artifacts or str(artifacts_dir), host, port, workers)
-    where = backend_store_uri.split("?")[0]
+    command = ui_command(artifacts or str(artifacts_dir), host, port, workers)
+    where = redact(backend_store_uri.split("?")[0])
 
     def banner(url: str) -> str:
         lines = [f"MLflow UI for {where}", f"  open {url}  (press Ctrl-C to stop)"]
@@ -183,5 +185,6 @@ def start_ui(store: Path, host: str = LOOPBACK, port: int = 5000, backend_store_
             lines.append(warning)
         return "\n".join(lines)
 
-    quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore", **NO_GENAI_JOBS}
+    quiet = {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore", **NO_GENAI_JOBS,
+             "MLFLOW_BACKEND_STORE_URI": backend_store_uri}
     return run_mlflow_server(command, url_for(host, port), banner, echo=echo, env=quiet)

@@ -17,6 +17,7 @@ from deepsuite.common import backend, export, reports
 from deepsuite.common.config import RunConfig, flatten, to_yaml
 from deepsuite.common.data.cache import cache_root, ensure_writable
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 from deepsuite.common.pipeline import Evaluation, Pipeline, Splits
 from deepsuite.common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
 
@@ -58,7 +59,7 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
     run_id = tracker.run_id
     work_dir = ensure_writable(Path(store_dir) / "work" / run_id, "run work")
     (work_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")  # what --resume reloads
-    echo(f"MLflow run {run_name} ({run_id}) in {tracker.uri}")
+    echo(f"MLflow run {run_name} ({run_id}) in {redact(tracker.uri)}")
     try:
         tracker.set_tags({"deepsuite.resumed": "true"} if resume_run_id else {})
         tracker.log_params(flatten(config.model_dump(mode="json")))

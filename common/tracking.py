@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 
 DEFAULT_STORE = Path("mlruns")
 MAX_PARAM_LENGTH = 6000
@@ -118,7 +119,7 @@ class Tracker:
         if self.run_id is None:
             return
         if reason:
-            self.mlflow.set_tag(RUN_STATUS_TAG, reason[:5000])
+            self.mlflow.set_tag(RUN_STATUS_TAG, redact(reason)[:5000])
         self.mlflow.end_run(status=status)
         self.run_id = None
 
@@ -131,14 +132,14 @@ class Tracker:
     # -- logging --------------------------------------------------------------------------------
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        clean = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()}
+        clean = {k: redact(v)[:MAX_PARAM_LENGTH] for k, v in params.items()}  # no URI password in the store
         existing = self.mlflow.get_run(self.run_id).data.params
         new = {k: v for k, v in clean.items() if k not in existing}
         if new:
             self.mlflow.log_params(new)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        self.mlflow.set_tags({k: redact(v) for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         finite = {k: float(v) for k, v in metrics.items() if v is not None}
@@ -212,7 +213,7 @@ class Tracker:
         try:
             return self.mlflow.get_run(run_id)
         except self.mlflow.exceptions.MlflowException:
-            raise DeepsuiteError(f"no run {run_id!r} in the MLflow store {self.uri}") from None
+            raise DeepsuiteError(f"no run {run_id!r} in the MLflow store {redact(self.uri)}") from None
 
     def unfinished_runs(self, experiment: str) -> list:
         """Runs of `experiment` that never finished (killed process, Ctrl-C, failure), newest first."""
@@ -284,7 +285,7 @@ class Tracker:
         """Close a run that is not this process's active run (FINISHED, FAILED or KILLED)."""
         client = self.mlflow.MlflowClient()
         if reason:
-            client.set_tag(run_id, RUN_STATUS_TAG, reason[:5000])
+            client.set_tag(run_id, RUN_STATUS_TAG, redact(reason)[:5000])
         client.set_terminated(run_id, status=status)
 
     def register_model(self, model_uri: str, name: str, alias: str, tags: Mapping[str, Any] = {}) -> str:
@@ -313,7 +314,7 @@ class Tracker:
             found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
         except self.mlflow.exceptions.MlflowException:
             which = f"@{alias}" if alias else f"/{version}"
-            raise DeepsuiteError(f"no registered model models:/{name}{which} in {self.uri} "
+            raise DeepsuiteError(f"no registered model models:/{name}{which} in {redact(self.uri)} "
                                  "(`deepsuite tune` registers one as models:/<pipeline>@best)") from None
         if not found.run_id:
             raise DeepsuiteError(f"models:/{name} version {found.version} was not produced by a run of this store")

@@ -15,6 +15,7 @@ from typing import Callable
 from deepsuite.common import backend
 from deepsuite.common.errors import ConfigError, DeepsuiteError
 from deepsuite.common.pipeline import Pipeline
+from deepsuite.common.redaction import redact
 from deepsuite.tuning import distributed
 from deepsuite.tuning.best import finalize
 from deepsuite.tuning.hypermodel import ObjectiveMissing
@@ -47,7 +48,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
                   resume_run_id=found[0].info.run_id if found else None)
     session.parent_run_id = tracker.run_id
     echo(f"{'resuming' if found else 'starting'} search {name}: MLflow run {session.parent_run_id} in "
-         f"{tracker.uri}; tuner project {session.project_dir}")
+         f"{redact(tracker.uri)}; tuner project {session.project_dir}")
     try:
         session.define()
         session.log_definition()

@@ -12,6 +12,7 @@ import time
 
 from deepsuite.common import backend
 from deepsuite.common.errors import DeepsuiteError
+from deepsuite.common.redaction import redact
 from deepsuite.tuning import distributed
 from deepsuite.tuning.session import SearchResult, SearchSession
 
@@ -28,7 +29,7 @@ def run_worker(session: SearchSession) -> SearchResult:
         raise
     parent = _running_parent(session)
     if parent is None:
-        raise DeepsuiteError(f"the chief at {host}:{port} is up but {session.tracker.uri} has no running search "
+        raise DeepsuiteError(f"the chief at {host}:{port} is up but {redact(session.tracker.uri)} has no running search "
                              f"{session.name!r}: start workers with the chief's own arguments (--preset, --set, "
                              "--tuner, budget...) and the same --tracking-uri")
     worker_id = options.worker_id or distributed.default_worker_id()
