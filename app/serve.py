@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
+import os
 import tempfile
 import threading
 from http import HTTPStatus
@@ -47,6 +49,7 @@ MAX_JSON_DEPTH = 32            # image arrays nest 3-4 deep; a hostile body nest
 REQUEST_TIMEOUT_S = 30.0       # an idle or trickling client is dropped after this long without a byte
 MAX_CONNECTIONS = 16           # requests handled at once; more wait for a free slot
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+TOKEN_ENV = "DEEPSUITE_SERVE_TOKEN"  # when set, every request needs "Authorization: Bearer <it>"
 
 
 class BadRequest(Exception):
@@ -263,7 +266,7 @@ def json_depth(value: Any) -> int:
 
 
 def make_handler(service: ModelService, log: Callable[[str], None], hosts: set[str] | None = None,
-                 timeout: float = REQUEST_TIMEOUT_S):
+                 timeout: float = REQUEST_TIMEOUT_S, token: str | None = None):
     class Handler(BaseHTTPRequestHandler):
         server_version = "deepsuite-serve"
 
@@ -278,6 +281,11 @@ def make_handler(service: ModelService, log: Callable[[str], None], hosts: set[s
             if hosts is not None and name not in hosts:
                 self._send(HTTPStatus.FORBIDDEN, {"error": f"Host {name!r} is not served here; start the server with "
                                                            "--allowed-hosts to accept it"})
+                return False
+            health = self.command == "GET" and self.path in ("/ping", "/health")  # says nothing: open to probes
+            if token and not health and not hmac.compare_digest(self.headers.get("Authorization") or "", f"Bearer {token}"):
+                self._send(HTTPStatus.UNAUTHORIZED, {"error": "this server needs \"Authorization: Bearer <token>\" "
+                                                              f"(the value of {TOKEN_ENV} where it was started)"})
                 return False
             return True
 
@@ -353,17 +361,21 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 5001, tracking_uri: 
     ensure_port_free(host, port, "the scoring server")
     service = ModelService(target, tracking_uri, store)
     try:
+        token = os.environ.get(TOKEN_ENV) or None
         handler = make_handler(service, lambda line: print(line, file=sys.stderr), allowed_hosts(host, extra_hosts),
-                               timeout)
+                               timeout, token)
         httpd = BoundedHTTPServer((host, port), handler)
     except OSError as exc:
         raise DeepsuiteError(f"cannot listen on {host}:{port} ({exc.strerror}); try another --port") from None
     url = url_for(host, port)
     info = service.describe()
     example = _example(service.pipeline)
-    warning = exposure_warning(host, "the scoring server", "can send it requests (no authentication)")
-    echo(f"serving {info['pipeline']} (run {info['run_id']}) at {url}/invocations  (Ctrl-C to stop)\n"
-         f"  try: curl -s {url}/invocations -H 'Content-Type: application/json' -d '{example}'"
+    warning = None if token else exposure_warning(host, "the scoring server", "can send it requests (no "
+                                                                           f"authentication: set {TOKEN_ENV})")
+    echo(f"serving {info['pipeline']} (run {info['run_id']}) at {url}/invocations  (Ctrl-C to stop)"
+         + (f"; requests need the bearer token in {TOKEN_ENV}" if token else "") + "\n"
+         f"  try: curl -s {url}/invocations -H 'Content-Type: application/json'"
+         + (f" -H \"Authorization: Bearer ${TOKEN_ENV}\"" if token else "") + f" -d '{example}'"
          + (f"\n{warning}" if warning else ""))
     sys.stdout.flush()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -27,6 +27,7 @@ from tests.support.ui_runs import start_cli, two_finished_runs
 pytestmark = needs_fashion_mnist
 CLASSES = labeled_images.FASHION_MNIST_CLASSES
 MODEL_NAME = "fashion-classifier"
+TOKEN = "t0ken-for-the-test"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def champion(store):
 def server(store, champion):
     port = free_port()
     process = start_cli(["serve", f"models:/{MODEL_NAME}@champion", "--port", str(port), "--request-timeout", "3"],
-                        cwd=store,
+                        cwd=store, env={"DEEPSUITE_SERVE_TOKEN": TOKEN},
                         backend="jax", hide_tensorflow=True)
     try:
         process.wait_for("Ctrl-C to stop", timeout=300)
@@ -60,10 +61,12 @@ def server(store, champion):
         process.kill()
 
 
-def post(url: str, body: bytes | dict, content_type: str = "application/json", host: str | None = None) -> tuple[int, dict]:
+def post(url: str, body: bytes | dict, content_type: str = "application/json", host: str | None = None,
+         token: str | None = TOKEN) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"{url}/invocations", data=data, method="POST",
-                                     headers={"Content-Type": content_type, **({"Host": host} if host else {})})
+    headers = {"Content-Type": content_type, **({"Host": host} if host else {}),
+               **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(f"{url}/invocations", data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -86,7 +89,8 @@ def test_image_arrays_are_classified(server, champion, test_images):
     assert [p["input"] for p in predictions] == ["inputs[0]", "inputs[1]"]
     for p in predictions:
         assert p["label"] in CLASSES and 0.0 <= p["probability"] <= 1.0 and len(p["top"]) == 3
-    with urllib.request.urlopen(f"{url}/", timeout=30) as response:
+    described = urllib.request.Request(f"{url}/", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(described, timeout=30) as response:
         info = json.loads(response.read())
     assert info["pipeline"] == "image-classification" and info["run_id"] == champion
     assert f"serving image-classification (run {champion})" in process.output
@@ -110,6 +114,10 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server, test_images):
     assert status == 400 and body["error"] == "JSON nests deeper than 32 levels"
     status, body = post(url, {"inputs": [test_images[0][0].tolist()]}, host="rebound.example.com:5001")
     assert status == 403 and "Host 'rebound.example.com' is not served here" in body["error"]
+    for wrong in (None, "guess"):  # DEEPSUITE_SERVE_TOKEN is set where the server started
+        status, body = post(url, {"inputs": [test_images[0][0].tolist()]}, token=wrong)
+        assert status == 401 and "Authorization: Bearer <token>" in body["error"] and TOKEN not in body["error"]
+    assert "requests need the bearer token in DEEPSUITE_SERVE_TOKEN" in process.output and TOKEN not in process.output
     status, body = post(url, {"inputs": [test_images[0][0].tolist()], "options": {"colour": "red"}})
     assert status == 400 and "unknown option 'colour' for predict" in body["error"] and "'top'" in body["error"]
     status, body = post(url, {"inputs": [[[1, 2, 3], [4, 5]]]})
@@ -154,8 +162,10 @@ def test_idle_and_trickling_clients_are_dropped_and_the_server_keeps_serving(ser
         assert idle.recv(1024) == b""  # closed by the server after its 3 s request timeout
     with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:  # announces 1000 bytes, sends 1
         slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 1000\r\n\r\n{")
-        reply = slow.recv(4096)
+                     b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+        reply = b""
+        while chunk := slow.recv(4096):  # until the server closes the connection
+            reply += chunk
     assert reply.split(b"\r\n", 1)[0].endswith(b"408 Request Timeout") and b"no body byte for 3 s" in reply
     assert time.monotonic() - started < 30
     status, body = post(url, {"inputs": [test_images[0][0].tolist()]})
