@@ -13,7 +13,10 @@ import numpy as np
 from deepsuite.common.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-MAX_PIXELS = 16_000 * 16_000  # refuse decompression bombs with a clear message
+# Decoded pixels an image may have, checked from its header before decoding: below Pillow's own warning
+# threshold (Image.MAX_IMAGE_PIXELS, ~89 Mpx; it raises only at twice that), so a decompression bomb is
+# refused with a clear message instead of costing hundreds of MB. 64 Mpx is an 8000 x 8000 image.
+MAX_PIXELS = 8_000 * 8_000
 
 
 def read_image(path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

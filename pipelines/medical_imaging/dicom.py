@@ -15,6 +15,10 @@ import numpy as np
 from deepsuite.common.errors import DataError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+# Decoded pixels (rows x columns x frames x samples) a DICOM may declare, checked from its header before
+# decoding. The display conversion works in float64 (~25 bytes a pixel over its copies), so this is lower
+# than for plain images: 25 Mpx covers radiographs and mammograms (4096 x 5120) in ~600 MB.
+MAX_PIXELS = 5_000 * 5_000
 DECODER_HINT = ("install a decoder for it: pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
                 "(JPEG, JPEG 2000) or python-gdcm")
 
@@ -50,11 +54,28 @@ def read_dicom(path: str | Path, channels: int = 1, size: tuple[int, int] | None
         kind = dataset.get("Modality") or dataset.get("SOPClassUID", "unknown")
         raise DataError(f"{path}: DICOM without an image (modality/SOP class {kind}); "
                         "expected an image such as an X-ray (CR/DX), CT or MR slice")
+    _check_size(dataset, path)
     pixels = _pixels(dataset, path)
     if pixels.ndim == 4 or (pixels.ndim == 3 and dataset.get("SamplesPerPixel", 1) == 1):
         pixels = pixels[0]  # multi-frame: the first frame
     image = _display(dataset, pixels)
     return _conform(image, channels, size)
+
+
+def _check_size(dataset, path: Path) -> None:
+    """Refuse, from the header, an image whose decoded pixels exceed MAX_PIXELS: a deflated or RLE file of
+    a few KB may declare thousands of frames of 6000 x 6000 and cost gigabytes to decode."""
+    try:
+        rows, columns = int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0))
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: DICOM header with unreadable image size") from None
+    if rows < 1 or columns < 1:
+        raise DataError(f"{path}: DICOM image of {rows} x {columns} pixels")
+    if rows * columns * frames * samples > MAX_PIXELS:
+        raise DataError(f"{path}: DICOM image too large to decode ({frames} frame(s) of {rows} x {columns} x "
+                        f"{samples} samples; at most {MAX_PIXELS:,} pixels)")
 
 
 def _pixels(dataset, path: Path) -> np.ndarray:
