@@ -18,6 +18,7 @@ from deepsuite.common.config import RunConfig, flatten, to_yaml
 from deepsuite.common.data.cache import cache_root, ensure_writable
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.common.redaction import redact
+from deepsuite.common.run_lock import RunLock, is_locked
 from deepsuite.common.pipeline import Evaluation, Pipeline, Splits
 from deepsuite.common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
 
@@ -44,8 +45,14 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
     ensure_writable(cache_root(getattr(config.data, "cache_dir", None)), "cache")
     tracker = Tracker(tracking_uri, store_dir)
     experiment = config.tracking.experiment or pipeline.name
+    lock = None
     if resume_run_id:
-        run_name, config, logged_steps = _prepare_resume(pipeline, tracker, store_dir, resume_run_id, echo)
+        lock = RunLock(Path(store_dir) / "work" / resume_run_id, resume_run_id)  # refuses a run still training
+        try:
+            run_name, config, logged_steps = _prepare_resume(pipeline, tracker, store_dir, resume_run_id, echo)
+        except BaseException:
+            lock.release()
+            raise
     else:
         run_name = config.tracking.run_name or f"{pipeline.run_name(config)}-{datetime.now():%m%d-%H%M%S}"
         logged_steps = set()
@@ -57,10 +64,11 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
     tracker.start(experiment, run_name, tags, description=f"{pipeline.description} (preset {config.preset})",
                   resume_run_id=resume_run_id)
     run_id = tracker.run_id
-    work_dir = ensure_writable(Path(store_dir) / "work" / run_id, "run work")
-    (work_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")  # what --resume reloads
-    echo(f"MLflow run {run_name} ({run_id}) in {redact(tracker.uri)}")
     try:
+        work_dir = ensure_writable(Path(store_dir) / "work" / run_id, "run work")
+        lock = lock or RunLock(work_dir, run_id)
+        (work_dir / "config.yaml").write_text(to_yaml(config), encoding="utf-8")  # what --resume reloads
+        echo(f"MLflow run {run_name} ({run_id}) in {redact(tracker.uri)}")
         tracker.set_tags({"deepsuite.resumed": "true"} if resume_run_id else {})
         tracker.log_params(flatten(config.model_dump(mode="json")))
         result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps)
@@ -70,6 +78,9 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
     except BaseException as exc:
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     tracker.end("FINISHED")
     return RunResult(run_id=run_id, run_name=run_name, **result)
 
@@ -90,6 +101,10 @@ def _prepare_resume(pipeline: Pipeline, tracker: Tracker, store_dir: Path, run_i
         raise DeepsuiteError(f"run {run_id} has no saved config at {saved}; it cannot be resumed from this store")
     config = validate(pipeline.config_cls, load_yaml(saved))
     logged = {step for step, _ in tracker.metric_history(run_id, "loss")}
+    backup = saved.parent / "backup"
+    if logged and not backup.exists():  # starting again at epoch 0 would merge two trainings' curves
+        raise DeepsuiteError(f"run {run_id} logged {len(logged)} epoch(s) but its training backup ({backup}) is gone, "
+                             "so it cannot continue where it stopped; start a new run")
     echo(f"resuming run {previous.info.run_name} ({run_id}) after {len(logged)} logged epoch(s), "
          f"with its own saved config")
     return previous.info.run_name, config, logged
@@ -97,7 +112,8 @@ def _prepare_resume(pipeline: Pipeline, tracker: Tracker, store_dir: Path, run_i
 
 def _mention_interrupted_runs(tracker: Tracker, experiment: str, store_dir: Path, echo) -> None:
     for run in tracker.unfinished_runs(experiment)[:1]:
-        if (Path(store_dir) / "work" / run.info.run_id / "backup").exists():
+        work = Path(store_dir) / "work" / run.info.run_id
+        if (work / "backup").exists() and not is_locked(work):  # a run another process trains is not interrupted
             echo(f"note: run {run.info.run_name} ({run.info.run_id}) was interrupted; "
                  f"continue it with --resume {run.info.run_id} (or --resume last)")
 
@@ -107,7 +123,8 @@ def find_last_unfinished(pipeline: Pipeline, config: RunConfig, tracking_uri: st
     """The most recent interrupted run of this pipeline that left a training backup."""
     tracker = Tracker(tracking_uri, store_dir)
     for run in tracker.unfinished_runs(config.tracking.experiment or pipeline.name):
-        if (Path(store_dir) / "work" / run.info.run_id / "backup").exists():
+        work = Path(store_dir) / "work" / run.info.run_id
+        if (work / "backup").exists() and not is_locked(work):
             return run.info.run_id
     raise DeepsuiteError(f"no interrupted {pipeline.name} run with a saved backup in {store_dir}")
 
@@ -118,6 +135,8 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
     splits = pipeline.load_data(config)
     if not logged_steps:
         _log_dataset(tracker, splits)
+    else:
+        _check_same_data(tracker, splits)
     echo(f"data: {splits.info.name} from {splits.info.source} - "
          + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()))
 
@@ -142,6 +161,14 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
         "model_uri": model_uri,
         "history": history,
     }
+
+
+def _check_same_data(tracker: Tracker, splits: Splits) -> None:
+    """A resumed run trains on the data it started with, or not at all."""
+    recorded = tracker.get_run(tracker.run_id).data.params.get("data.digest")
+    if recorded and recorded != splits.info.digest:
+        raise DeepsuiteError(f"the data changed since run {tracker.run_id} started (digest {recorded}, now "
+                             f"{splits.info.digest}); a resumed run must see the same data: start a new run")
 
 
 def _log_dataset(tracker: Tracker, splits: Splits) -> None:

@@ -7,6 +7,7 @@ tracker, the backup and the CLI's signal handling) is the same code every domain
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -132,6 +133,34 @@ def test_nan_loss_marks_run_failed_without_model(tmp_path):
     assert run.info.status == "FAILED" and "TrainingDiverged" in run.data.tags["deepsuite.status_reason"]
     assert not {"export", "model"} & {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
 
+
+
+def test_a_live_run_is_never_resumed_and_a_resume_without_its_backup_or_data_is_refused(tmp_path):
+    proc = start_cli([*SMOKE, *LONGER, "--set", "train.epochs=60"], tmp_path)  # still training for the checks
+    wait_while_running(lambda: logged_epochs(tmp_path) >= 1, proc, 300, "a logged epoch",
+                       lambda: proc.communicate()[1][-2000:])
+    (live,) = runs(tmp_path)
+    run_id = live.info.run_id
+    busy = synthetic_cli([*SMOKE, "--resume", run_id], cwd=tmp_path)
+    assert busy.returncode == 2 and f"run {run_id} is being trained right now by another process" in busy.stderr
+    last = synthetic_cli([*SMOKE, "--resume", "last"], cwd=tmp_path)  # a live run is not an interrupted one
+    assert last.returncode == 2 and "no interrupted synthetic run" in last.stderr
+    assert proc.poll() is None, "the checks must run while the first process still trains"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    work = tmp_path / "mlruns" / "work" / run_id
+    saved = (work / "config.yaml").read_text(encoding="utf-8")
+    assert "train_samples: 40000" in saved
+    (work / "config.yaml").write_text(saved.replace("train_samples: 40000", "train_samples: 30000"), encoding="utf-8")
+    changed = synthetic_cli([*SMOKE, "--resume", run_id], cwd=tmp_path)  # other data than the run started with
+    assert changed.returncode == 2 and f"the data changed since run {run_id} started" in changed.stderr
+    (work / "config.yaml").write_text(saved, encoding="utf-8")
+    shutil.rmtree(work / "backup")
+    gone = synthetic_cli([*SMOKE, "--resume", run_id], cwd=tmp_path)  # would restart at epoch 0 and merge curves
+    assert gone.returncode == 2 and "its training backup" in gone.stderr and "is gone" in gone.stderr
+    steps = [m.step for m in client(tmp_path).get_metric_history(run_id, "val_loss")]
+    assert steps == sorted(set(steps)) and steps[0] == 1  # nothing logged twice by the refused attempts
 
 def test_ctrl_c_marks_run_killed(tmp_path):
     proc = start_cli([*SMOKE, *LONGER], tmp_path)
