@@ -171,3 +171,22 @@ def test_unicode_paths_work(tmp_path):
             Image.fromarray(np.full((10, 10, 3), 30 * i, np.uint8)).save(root / label / f"é{i}.png")
     x, y, names = load_class_folders(root, (8, 8), 3)
     assert x.shape == (4, 8, 8, 3) and names == ["chat 猫", "chien"] and list(y) == [0, 0, 1, 1]
+
+
+def test_twelve_bit_data_in_a_sixteen_bit_png_keeps_its_grey_levels(tmp_path):
+    ramp = tmp_path / "xray12.png"
+    Image.fromarray(np.tile(np.arange(4096, dtype=np.uint16), (4, 1))).save(ramp)  # 12-bit values, 16-bit PNG
+    grey = read_image(ramp, channels=1)
+    assert grey.max() == 255 and len(np.unique(grey)) == 256  # was 16 levels when divided by 65535
+
+
+def test_transparent_pixels_are_composited_on_black_not_unveiled(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 0)        # fully transparent red: hidden, so black
+    rgba[0, 1] = (255, 255, 255, 255)  # opaque white
+    rgba[1, 0] = (255, 255, 255, 128)  # half-transparent white: mid grey
+    path = tmp_path / "icon.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    rgb = read_image(path, channels=3)
+    assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[0, 1].tolist() == [255, 255, 255]
+    assert 120 <= rgb[1, 0, 0] <= 136

@@ -181,3 +181,17 @@ def test_search_space_gives_a_valid_config_per_model_kind(kind, tuned):
     trial = cfg.search_space(hp, base)
     assert tuned in hp.values and "model.embedding_dim" in hp.values
     assert trial.model.kind == kind and trial.data == base.data  # only tuned keys change
+
+
+def test_ids_with_leading_zeros_stay_distinct_and_a_non_utf8_file_is_refused(tmp_path):
+    from deepsuite.pipelines.recommendation.ratings import read_csv
+
+    table = tmp_path / "ratings.csv"
+    table.write_text("user,item,rating\n007,1,5\n7,1,1\n7,2,3\n", encoding="utf-8")
+    ratings = read_csv(table)
+    assert sorted(set(ratings.users.tolist())) == ["007", "7"]  # two users, not one merged "7"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("user,item,rating\nJos\xe9,1,5\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: line 2, byte 20: b'\\xe9' is not valid utf-8.*data.encoding"):
+        read_csv(latin)
+    assert read_csv(latin, "latin-1").users.tolist() == ["José"]

@@ -33,7 +33,7 @@ def read_image(path: str | Path, channels: int | None = None, size: tuple[int, i
             if image.width == 0 or image.height == 0:
                 raise DataError(f"{path}: empty image (0 pixels)")
             image.load()
-            image = _to_8bit(image)
+            image = _flatten_alpha(_to_8bit(image))
             if channels == 1:
                 image = image.convert("L")
             elif channels == 3 or image.mode not in ("L", "RGB"):
@@ -50,12 +50,30 @@ def read_image(path: str | Path, channels: int | None = None, size: tuple[int, i
     return array[..., None] if array.ndim == 2 else array
 
 
+def _flatten_alpha(image):
+    """Transparent pixels composited over black (the background of the suite's image data: Fashion-MNIST,
+    radiographs) instead of keeping whatever colour the alpha hid."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB" if image.mode != "LA" else "L")
+    return image
+
+
 def _to_8bit(image):
-    """16-bit and float greyscale images are rescaled to 0..255 rather than clipped."""
+    """16-bit and float greyscale images are rescaled to 0..255 rather than clipped. Integer images are
+    scaled by the bit depth their data use: X-ray PNGs often store 12-bit values (at most 4095) in 16-bit
+    pixels, and dividing those by 65535 would leave 16 grey levels."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        high = values.max() if values.size else 0
-        scale = 255.0 / (65535.0 if image.mode.startswith("I;16") or high > 255 else max(high, 1.0))
+        high = float(values.max()) if values.size else 0.0
+        if image.mode == "F":
+            scale = 255.0 / (65535.0 if high > 255 else max(high, 1.0))
+        else:
+            bits = max(8, int(high).bit_length())  # 12-bit data -> 4095, full 16-bit -> 65535
+            scale = 255.0 / (2**bits - 1)
         from PIL import Image
 
         return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")

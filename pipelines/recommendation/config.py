@@ -28,6 +28,8 @@ class DataConfig(Section):
         "latest", description="repeated (user, item) rows: keep the latest (by timestamp, then file order), "
                               "average them, or refuse the file")
     max_users: int | None = Field(None, ge=5, description="keep the first N users by id (smoke tests)")
+    encoding: str = Field("utf-8", description="text encoding of csv: files (e.g. latin-1, cp1252); a file that "
+                                               "does not decode is refused with the line of its first bad byte")
     cache_dir: str | None = None
     download: bool = Field(True, description="allow pip/GroupLens downloads into the cache")
 

@@ -18,7 +18,7 @@ from deepsuite.pipelines.recommendation.splits import (RatingSplits, choose_id_m
 
 def load_data(config: RecommendationConfig) -> RatingSplits:
     data = config.data
-    ratings = load_ratings(data.source, data.items, data.duplicates, data.cache_dir, data.download)
+    ratings = load_ratings(data.source, data.items, data.duplicates, data.cache_dir, data.download, data.encoding)
     catalogue = split_ratings(ratings, data.split, data.test_fraction, data.val_fraction, config.seed, data.max_users)
     id_mode = choose_id_mode(catalogue)
     if id_mode == "index":

@@ -18,6 +18,7 @@ import numpy as np
 
 from deepsuite.common.data.cache import cache_root, ensure_writable
 from deepsuite.common.data.sources import Source, first_available
+from deepsuite.common.data.text_tables import decode_text
 from deepsuite.common.errors import DataError
 
 RECBOLE = "recbole==1.2.1"
@@ -54,7 +55,7 @@ class Ratings:
 
 
 def load_ratings(source: str, items_csv: str | None = None, duplicates: str = "latest",
-                 cache_dir: str | None = None, download: bool = True) -> Ratings:
+                 cache_dir: str | None = None, download: bool = True, encoding: str = "utf-8") -> Ratings:
     """Read `source` (see DataConfig.source), then apply the duplicate policy and basic checks."""
     if source == "movielens-100k":
         ratings, _ = first_available("movielens-100k", [
@@ -66,12 +67,12 @@ def load_ratings(source: str, items_csv: str | None = None, duplicates: str = "l
     elif source.startswith("grouplens:"):
         ratings = _grouplens(source.removeprefix("grouplens:"), cache_dir, download)
     elif source.startswith("csv:"):
-        ratings = read_csv(Path(source.removeprefix("csv:")).expanduser())
+        ratings = read_csv(Path(source.removeprefix("csv:")).expanduser(), encoding)
     else:
         raise DataError(f"data.source={source!r} is not a ratings source; use movielens-100k, grouplens:ml-100k, "
                         "grouplens:ml-1m or csv:<path to user,item,rating[,timestamp]>")
     if items_csv:
-        ratings.titles, ratings.genres = read_items_csv(Path(items_csv).expanduser())
+        ratings.titles, ratings.genres = read_items_csv(Path(items_csv).expanduser(), encoding)
     ratings = apply_duplicate_policy(ratings, duplicates)
     if len(ratings) < 10:
         raise DataError(f"{ratings.source}: only {len(ratings)} ratings; a recommender needs at least 10")
@@ -246,9 +247,9 @@ def _ml1m_zip(read, archive: Path) -> Ratings:
 # CSV
 
 
-def read_csv(path: Path) -> Ratings:
+def read_csv(path: Path, encoding: str = "utf-8") -> Ratings:
     """user,item,rating[,timestamp], with a header naming them (common aliases accepted) or none at all."""
-    rows = _csv_rows(path)
+    rows = _csv_rows(path, encoding)
     header = [cell.strip().lower() for cell in rows[0]]
     wanted = {"user": USER_ALIASES, "item": ITEM_ALIASES, "rating": RATING_ALIASES, "timestamp": TIME_ALIASES}
     columns = {key: _find(header, aliases) for key, aliases in wanted.items()}
@@ -279,9 +280,9 @@ def read_csv(path: Path) -> Ratings:
     return ratings
 
 
-def read_items_csv(path: Path) -> tuple[dict, dict]:
+def read_items_csv(path: Path, encoding: str = "utf-8") -> tuple[dict, dict]:
     """item,title[,genres] (genres separated by | or spaces), e.g. MovieLens movies.csv."""
-    rows = _csv_rows(path)
+    rows = _csv_rows(path, encoding)
     header = [cell.strip().lower() for cell in rows[0]]
     item_col = _find(header, ITEM_ALIASES)
     title_col = _find(header, ("title", "name", "movie_title"))
@@ -299,13 +300,12 @@ def read_items_csv(path: Path) -> tuple[dict, dict]:
     return titles, genres
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
+def _csv_rows(path: Path, encoding: str = "utf-8") -> list[list[str]]:
+    """The file's non-blank rows; decoded strictly (a non-UTF-8 file names its first bad byte and the
+    data.encoding to set, instead of being read as Latin-1 behind the user's back)."""
     if not path.is_file():
         raise DataError(f"ratings file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
+    text = decode_text(path.read_bytes(), str(path), encoding)
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
@@ -354,9 +354,13 @@ def _times(values, path, first_line: int) -> np.ndarray:
 
 
 def _ids(values) -> np.ndarray:
-    """Raw ids as int64 when every id is an integer (MovieLens), else as strings."""
+    """Raw ids as int64 when every id is a plain integer (MovieLens), else as strings: "007" and "7" are two
+    users, so ids with leading zeros stay strings."""
     text = np.asarray(values, dtype=str)
-    if text.size and all(v.lstrip("-").isdigit() for v in np.unique(text)):
+    unique = np.unique(text)
+    plain = all(v.lstrip("-").isdigit() and (v.lstrip("-") == "0" or not v.lstrip("-").startswith("0"))
+                for v in unique)
+    if text.size and plain:
         as_int = text.astype("int64")
         if np.abs(as_int).max() < 2**31:
             return as_int
