@@ -57,6 +57,14 @@ def test_run_logs_clinical_metrics_curves_and_gradcam(smoke_run):
     assert {"plots/roc_curve.png", "plots/precision_recall_curve.png", "plots/confusion_matrix.png",
             "plots/calibration.png", "plots/gradcam.png", "plots/learning_curves.png"} <= plots
     assert run.data.params["data.size.test"] == "200" and run.data.params["model.class_weight"] == "balanced"
+    # the logged MLflow model's input example is synthetic: no patient's scan goes into the tracking store
+    from mlflow.models import Model
+
+    local = client.download_artifacts(run.info.run_id, "model")
+    example = np.asarray(Model.load(local).load_input_example(local))
+    with np.load(PNEUMONIA) as stored:
+        scans = stored["test_images"].reshape(len(stored["test_images"]), -1)
+    assert example.shape[1:3] == (28, 28) and not any((scans == row.reshape(-1)).all(axis=1).any() for row in example)
 
 
 @needs_pneumonia

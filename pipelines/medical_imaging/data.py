@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsuite.pipelines.medical_imaging import medmnist
 from deepsuite.common.data.cache import array_digest, cached_arrays
-from deepsuite.pipelines.medical_imaging.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from deepsuite.common.data.images import IMAGE_SUFFIXES, read_image
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
+from deepsuite.pipelines.medical_imaging import medmnist
 from deepsuite.pipelines.medical_imaging.config import DataConfig, MedicalImagingConfig
 from deepsuite.pipelines.medical_imaging.contract import MedicalImagingMetadata, PatientSplit
+from deepsuite.pipelines.medical_imaging.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FOLDER_SIZE = (64, 64)
@@ -81,6 +81,15 @@ def positive_index(class_names: list[str], positive: str | None) -> int | None:
     if positive in ("0", "1"):
         return int(positive)
     raise ConfigError(f"data.positive_class {positive!r} is not one of the classes {class_names}")
+
+
+def input_example(splits: Splits) -> np.ndarray:
+    """Synthetic images with the test images' shape and dtype (a diagonal ramp): the MLflow model's input
+    example and signature, without putting a patient's scan into the tracking store."""
+    count, height, width = min(4, len(splits.test)), *splits.test.x.shape[1:3]
+    ramp = (np.add.outer(np.arange(height), np.arange(width)) * 255.0 / max(height + width - 2, 1))
+    example = np.broadcast_to(ramp[None, :, :, None], (count, height, width, splits.test.x.shape[3]))
+    return np.ascontiguousarray(example).astype(splits.test.x.dtype)
 
 
 def fit_data(splits: Splits, config: MedicalImagingConfig) -> FitData:

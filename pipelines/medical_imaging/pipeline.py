@@ -37,6 +37,9 @@ class MedicalImagingPipeline(Pipeline):
     def fit_data(self, splits, config):
         return data.fit_data(splits, config)
 
+    def input_example(self, splits):
+        return data.input_example(splits)
+
     def search_space(self, hp, config):
         return search_space(hp, config)
 
