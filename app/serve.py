@@ -283,7 +283,8 @@ def make_handler(service: ModelService, log: Callable[[str], None], hosts: set[s
                                                            "--allowed-hosts to accept it"})
                 return False
             health = self.command == "GET" and self.path in ("/ping", "/health")  # says nothing: open to probes
-            if token and not health and not hmac.compare_digest(self.headers.get("Authorization") or "", f"Bearer {token}"):
+            given = (self.headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
+            if token and not health and not hmac.compare_digest(given, f"Bearer {token}".encode()):
                 self._send(HTTPStatus.UNAUTHORIZED, {"error": "this server needs \"Authorization: Bearer <token>\" "
                                                               f"(the value of {TOKEN_ENV} where it was started)"})
                 return False
