@@ -10,7 +10,6 @@ import argparse
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal
 
 from deepsuite.app import registry
@@ -81,4 +80,5 @@ def _plain_type(annotation: Any) -> Any:
 
 
 def _scalar(kind: Any):
-    return kind if kind in (int, float, str) else (str if kind is Path or kind is Any else str)
+    """argparse's type for a field: int and float convert; anything else (str, Path) stays a string."""
+    return kind if kind in (int, float) else str

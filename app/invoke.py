@@ -70,7 +70,7 @@ def load(target: str, tracking_uri: str | None = None, store_dir: Path = Path("m
     folder = locate_export(target, tracking_uri, store_dir)
     manifest = export.read_manifest(folder)
     pipeline = registry.get(manifest.pipeline)
-    typed = export.read(folder, pipeline)
+    typed = export.read(folder, pipeline, manifest)
     return LoadedModel(pipeline, export.load_model(folder, pipeline), typed)
 
 

@@ -58,8 +58,13 @@ def ensure_port_free(host: str, port: int, what: str = "the server") -> None:
     raise ConfigError(f"{what} cannot listen on {host}:{port} ({error.strerror}); pick another --port or --host")
 
 
+def is_loopback(host: str) -> bool:
+    """True when a server bound to `host` is reachable from this machine only."""
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
 def exposure_warning(host: str, what: str, consequence: str) -> str | None:
     """One warning line when `what` listens beyond this machine (anything but loopback), else None."""
-    if host in (LOOPBACK, "localhost", "::1") or host.startswith("127."):
+    if is_loopback(host):
         return None
     return f"  warning: {what} listens on {host}: anyone who can reach this machine {consequence}"

@@ -32,7 +32,7 @@ import os
 import tempfile
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,13 +42,11 @@ from deepsuite.app import invoke
 from deepsuite.common.commands import Command
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.app.ui import url_for
+from deepsuite.app.http_guard import (MAX_JSON_DEPTH, REQUEST_TIMEOUT_S, BoundedHTTPServer, allowed_hosts, host_name,
+                                     json_depth)
 from deepsuite.app.ports import ensure_port_free, exposure_warning
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_JSON_DEPTH = 32            # image arrays nest 3-4 deep; a hostile body nests 100,000 deep
-REQUEST_TIMEOUT_S = 30.0       # an idle or trickling client is dropped after this long without a byte
-MAX_CONNECTIONS = 16           # requests handled at once; more wait for a free slot
-LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 TOKEN_ENV = "DEEPSUITE_SERVE_TOKEN"  # when set, every request needs "Authorization: Bearer <it>"
 
 
@@ -210,60 +208,6 @@ def _portable(value: Any, workdir: Path, labels: dict[str, str], send_files: boo
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
-
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """A thread per request, at most `slots` at once: a flood of slow clients cannot exhaust the host."""
-
-    daemon_threads = True
-
-    def __init__(self, address, handler, slots: int = MAX_CONNECTIONS):
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(slots)
-
-    def process_request(self, request, client_address):
-        self.slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address):
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-
-def allowed_hosts(host: str, extra: str | None) -> set[str] | None:
-    """Host header names to accept (DNS rebinding from a browser); None accepts any.
-
-    Bound to loopback: this machine's names. Bound elsewhere: the names given with --allowed-hosts, else
-    any (the banner warns that the server is exposed)."""
-    names = {name.strip().lower() for name in (extra or "").split(",") if name.strip()}
-    if host in LOCAL_NAMES or host.startswith("127."):
-        return names | LOCAL_NAMES | {host}
-    return (names | {host}) if names else None
-
-
-def host_name(header: str) -> str:
-    """The name in a Host header: "example.com:5001" -> "example.com", "[::1]:5001" -> "[::1]"."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header.split("]", 1)[0] + "]"
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-def json_depth(value: Any) -> int:
-    """How deeply `value` nests lists and objects, counted without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
 
 def make_handler(service: ModelService, log: Callable[[str], None], hosts: set[str] | None = None,
                  timeout: float = REQUEST_TIMEOUT_S, token: str | None = None):

@@ -8,8 +8,8 @@ that does not answer, a busy port, an artifacts folder that cannot be written.
 
 PostgreSQL in two commands (Debian/Ubuntu):
     sudo -u postgres createuser --pwprompt mlflow && sudo -u postgres createdb --owner mlflow mlflow
-    deepsuite server --backend-store-uri postgresql://mlflow:<password>@localhost/mlflow \\
-        --artifacts-destination /srv/mlartifacts --host 0.0.0.0 --port 5000
+    export MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:<password>@localhost/mlflow  # not on argv: `ps` shows argv
+    deepsuite server --artifacts-destination /srv/mlartifacts --host 0.0.0.0 --port 5000
 then on every machine: `deepsuite run <pipeline> --tracking-uri http://<server>:5000`.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Callable
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.common.redaction import redact
 from deepsuite.app.ui import NO_GENAI_JOBS, mlflow_cli, run_mlflow_server, url_for
-from deepsuite.app.ports import LOOPBACK, ensure_port_free
+from deepsuite.app.ports import LOOPBACK, ensure_port_free, is_loopback
 
 SCHEMA_READY_TIMEOUT_S = 900.0  # creating the schema on a busy machine took over 3 minutes
 SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")
@@ -100,7 +100,7 @@ def start_server(backend_store_uri: str, artifacts_destination: str, host: str =
     check_backend(backend_store_uri)
     artifacts = check_artifacts(artifacts_destination)
     command = server_command(artifacts, host, port, workers, allowed_hosts)
-    exposed = host not in (LOOPBACK, "localhost", "::1")
+    exposed = not is_loopback(host)
 
     def banner(url: str) -> str:
         shown = url if not exposed else f"http://<this machine's name>:{port}"

@@ -88,9 +88,9 @@ def read_manifest(folder: Path) -> Manifest:
     return manifest
 
 
-def read(folder: Path, pipeline) -> Export:
-    """The manifest and typed metadata of an export folder written for `pipeline`."""
-    manifest = read_manifest(folder)
+def read(folder: Path, pipeline, manifest: Manifest | None = None) -> Export:
+    """The manifest (read here unless given) and typed metadata of an export folder written for `pipeline`."""
+    manifest = manifest or read_manifest(folder)
     metadata = _validated_metadata(pipeline, manifest.metadata, str(folder / MANIFEST_FILE))
     return Export(folder=folder, manifest=manifest, metadata=metadata)
 

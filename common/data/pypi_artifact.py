@@ -11,7 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from deepsuite.common.data.cache import cache_root, ensure_writable
+from deepsuite.common.data.cache import cache_root, ensure_writable, write_atomically
 from deepsuite.common.errors import DataError
 
 
@@ -59,9 +59,7 @@ def extract_member(archive: Path, member_suffix: str, dest: Path) -> Path:
                 data = zf.read(member)
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{archive}: damaged archive ({exc}); delete it to download again") from None
-    tmp = target.with_suffix(target.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    write_atomically(target, lambda handle: handle.write(data))
     return target
 
 
