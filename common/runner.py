@@ -190,34 +190,44 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     """
     import keras
 
-    from deepsuite.common.callbacks import AtomicBackupAndRestore
+    from deepsuite.common.batches import EpochSeeded, ShuffledArrays
+    from deepsuite.common.callbacks import EpochFeed, ExactBackup, ResumableEarlyStopping
 
     train = config.train
     data = pipeline.fit_data(splits, config)
-    # The epoch logger runs before the backup is written: a kill between the two re-runs that epoch on
-    # resume, and the logger skips the steps already logged, so no epoch is missing or duplicated.
+    # Arrays become batches drawn from (seed, epoch), and fit() shuffles nothing itself: Keras's shuffling
+    # lives in process state, so a resumed run would see other batches than the uninterrupted one.
+    x = data.x if isinstance(data.x, keras.utils.PyDataset) else \
+        ShuffledArrays(data.x, data.y, train.batch_size, config.seed)
+    y = data.y if x is data.x else None
+    # Order matters at the end of an epoch: the epoch logger and early stopping run before the backup,
+    # so the backup holds what they decided. A kill between the logger and the backup re-runs that epoch
+    # on resume, and the logger skips the steps already logged, so no epoch is missing or duplicated.
+    stopping = None
+    if train.early_stopping_patience and data.validation_data is not None:
+        stopping = ResumableEarlyStopping(monitor=pipeline.monitor, mode=pipeline.monitor_mode,
+                                          patience=train.early_stopping_patience, restore_best_weights=True)
+    backup = ExactBackup(work_dir / "backup", parts=(stopping,) if stopping else ())
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
+        *([EpochFeed(x)] if isinstance(x, EpochSeeded) else []),
         *([tracker.epoch_logger(skip_steps=logged_steps)] if tracker is not None else []),
-        AtomicBackupAndRestore(work_dir / "backup"),
+        *([stopping] if stopping else []),
+        backup,
         *extra_callbacks,
     ]
-    if train.early_stopping_patience and data.validation_data is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=pipeline.monitor, mode=pipeline.monitor_mode, patience=train.early_stopping_patience,
-            restore_best_weights=True))
     started = time.time()
-    # PyDatasets batch themselves; arrays are batched by fit().
-    fit_kwargs = {} if isinstance(data.x, keras.utils.PyDataset) else {"batch_size": train.batch_size}
-    history = model.fit(data.x, data.y, validation_data=data.validation_data, epochs=train.epochs,
-                        class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch,
-                        callbacks=callbacks, verbose=train.verbose, initial_epoch=initial_epoch, **fit_kwargs)
+    history = model.fit(x, y, validation_data=data.validation_data, epochs=train.epochs,
+                        class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch, shuffle=False,
+                        callbacks=callbacks, verbose=train.verbose, initial_epoch=initial_epoch)
     fit_seconds = time.time() - started
-    losses = history.history.get("loss", [])
+    # The backup's history holds the epochs of a killed process too; fit()'s only this process's.
+    curves = backup.history or {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    losses = curves.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
         raise TrainingDiverged(f"training loss became {losses[-1]} at epoch {len(losses)}; "
                                "lower train.learning_rate or set train.clipnorm")
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, fit_seconds
+    return curves, fit_seconds
 
 
 def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evaluation: Evaluation,

@@ -83,8 +83,10 @@ def test_patches_are_seeded_augmented_and_fresh_each_epoch():
     assert 0 <= clean.min() and clean.max() <= 1 and np.std(noisy - clean) * 255 == pytest.approx(25, rel=0.1)
     again, _ = NoisyPatches(images, 32, 8, 40, cfg.NoiseConfig(), seed=3)[0]
     np.testing.assert_array_equal(noisy, again)
-    stream.on_epoch_end()
+    stream.set_epoch(1)
     assert not np.array_equal(stream[0][1], clean)
+    stream.set_epoch(0)
+    np.testing.assert_array_equal(stream[0][1], clean)  # (seed, epoch, batch) only: resumable
     val_noisy, val_clean = fixed_patches(images, 6, 32, cfg.NoiseConfig(), seed=3)
     np.testing.assert_array_equal(val_noisy, fixed_patches(images, 6, 32, cfg.NoiseConfig(), seed=3)[0])
 

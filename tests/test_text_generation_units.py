@@ -75,8 +75,10 @@ def test_random_windows_are_shifted_pairs_and_seeded():
     assert x.shape == y.shape == (4, 8) and len(windows) == 3
     assert (y[:, :-1] == x[:, 1:]).all() and (y[:, -1] == x[:, -1] + 1).all()
     assert (data.RandomWindows(ids, 8, 4, 3, seed=7)[0][0] == x).all()
-    windows.on_epoch_end()
+    windows.set_epoch(1)
     assert not (windows[0][0] == x).all()  # a fresh draw each epoch
+    windows.set_epoch(0)
+    assert (windows[0][0] == x).all()  # from (seed, epoch, batch) only: a resumed run draws the same
     seq = data.SequentialWindows(ids, context=8, batch_size=5)
     assert seq.num_tokens == 992 and len(seq) == 25 and (seq[0][1] == seq[0][0] + 1).all()
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 
+from deepsuite.common.batches import EpochSeeded
 from deepsuite.common.errors import DataError
 from deepsuite.pipelines.image_denoising.config import NoiseConfig
 from deepsuite.pipelines.image_denoising.noise import add_noise
@@ -47,8 +47,9 @@ def sample_patches(images: list[np.ndarray], count: int, patch_size: int, rng: n
     return out
 
 
-class NoisyPatches(keras.utils.PyDataset):
-    """Batches of (noisy, clean) float32 patches; `len()` batches per epoch."""
+class NoisyPatches(EpochSeeded):
+    """Batches of (noisy, clean) float32 patches; `len()` batches per epoch, drawn from (seed, epoch, batch)
+    only, so a resumed run draws what the uninterrupted one would have."""
 
     def __init__(self, images: list[np.ndarray], patch_size: int, batch_size: int, patches_per_epoch: int,
                  noise: NoiseConfig, seed: int, augment: bool = True):
@@ -56,7 +57,6 @@ class NoisyPatches(keras.utils.PyDataset):
         self.images, self.patch_size, self.batch_size = images, patch_size, batch_size
         self.noise, self.seed, self.augment = noise, seed, augment
         self.batches = max(1, math.ceil(patches_per_epoch / batch_size))
-        self.epoch = 0
 
     def __len__(self) -> int:
         return self.batches
@@ -65,9 +65,6 @@ class NoisyPatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         clean = sample_patches(self.images, self.batch_size, self.patch_size, rng, self.augment)
         return add_noise(clean, self.noise, rng, blind=True), clean
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
 
 
 def fixed_patches(images: list[np.ndarray], count: int, patch_size: int, noise: NoiseConfig,

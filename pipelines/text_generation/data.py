@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from deepsuite.common.batches import EpochSeeded
 from deepsuite.common.data.cache import array_digest, cache_root
 from deepsuite.common.errors import DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
@@ -143,13 +144,13 @@ def tokenize_and_split(corpus: Corpus, kind: str, val_fraction: float, test_frac
                        test_is_val=not test_fraction)
 
 
-class RandomWindows(keras.utils.PyDataset):
-    """`steps` batches of (ids[o:o+T], ids[o+1:o+T+1]) at random offsets o; a new seeded draw each epoch."""
+class RandomWindows(EpochSeeded):
+    """`steps` batches of (ids[o:o+T], ids[o+1:o+T+1]) at random offsets o; a fresh draw each epoch, from
+    (seed, epoch, batch) only, so a resumed run draws what the uninterrupted one would have."""
 
     def __init__(self, ids: np.ndarray, context: int, batch_size: int, steps: int, seed: int):
         super().__init__()
         self.ids, self.context, self.batch_size, self.steps, self.seed = ids, context, batch_size, steps, seed
-        self.epoch = 0
         self._offsets = np.arange(context + 1)
 
     def __len__(self) -> int:
@@ -160,9 +161,6 @@ class RandomWindows(keras.utils.PyDataset):
         starts = rng.integers(0, len(self.ids) - self.context, size=self.batch_size)
         windows = self.ids[starts[:, None] + self._offsets]          # (B, T+1)
         return windows[:, :-1], windows[:, 1:]
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
 
 
 class SequentialWindows(keras.utils.PyDataset):
