@@ -74,7 +74,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     tune.add_argument("--alias", default="best", help="registry alias for the best model (default best)")
     _add_config_args(tune)
     _add_store_args(tune)
-    tune.add_argument("--distributed", choices=["chief", "worker"], help="Keras Tuner chief/worker mode")
+    tune.add_argument("--distributed", choices=["chief", "worker"],
+                      help="Keras Tuner chief/worker mode; with DEEPSUITE_TUNE_TOKEN set (the same on all), the chief "
+                           "answers only callers that send it")
     tune.add_argument("--port", type=int, default=8000, help="chief: port to serve the oracle on (default 8000)")
     tune.add_argument("--host", default="127.0.0.1", help="chief: address to bind (default 127.0.0.1, this machine "
                                                          "only; 0.0.0.0 for workers on other machines)")
@@ -186,6 +188,9 @@ def _add_results_commands(sub) -> None:
     server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     server.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
     server.add_argument("--allowed-hosts", help="Host headers to accept when exposed, e.g. mlflow.example.com")
+    server.add_argument("--auth", action="store_true",
+                        help="MLflow's basic-auth app: every client needs a user and password (needs "
+                             "MLFLOW_FLASK_SERVER_SECRET_KEY, and MLFLOW_AUTH_ADMIN_PASSWORD on the first start)")
     server.set_defaults(handler=cmd_server)
 
 
@@ -216,7 +221,7 @@ def cmd_server(args) -> int:
         raise DeepsuiteError("say which database: export MLFLOW_BACKEND_STORE_URI=postgresql://USER:PASSWORD@HOST/DB "
                              "(or --backend-store-uri, which `ps` shows to every user of the machine)")
     return start_server(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers,
-                        args.allowed_hosts)
+                        args.allowed_hosts, auth=args.auth)
 
 
 def cmd_list(args) -> int:
@@ -287,8 +292,10 @@ def cmd_tune(args) -> int:
         from deepsuite.app.ports import ensure_port_free, exposure_warning
 
         ensure_port_free(args.host, args.port, "the chief")
-        warning = exposure_warning(args.host, "the tuning chief", "can join the search or stop it (no "
-                                   "authentication)")
+        from deepsuite.tuning.distributed import TOKEN_ENV, token
+
+        warning = None if token() else exposure_warning(args.host, "the tuning chief", "can join the search or "
+                                                        f"stop it (no authentication: set {TOKEN_ENV})")
         if warning:
             print(warning.strip(), file=sys.stderr)
     from deepsuite.app import registry

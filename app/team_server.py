@@ -11,6 +11,11 @@ PostgreSQL in two commands (Debian/Ubuntu):
     export MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:<password>@localhost/mlflow  # not on argv: `ps` shows argv
     deepsuite server --artifacts-destination /srv/mlartifacts --host 0.0.0.0 --port 5000
 then on every machine: `deepsuite run <pipeline> --tracking-uri http://<server>:5000`.
+
+`--auth` serves MLflow's own basic-auth app (`mlflow server --app-name basic-auth`): every request needs a
+user and password (clients: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD), users live in MLflow's
+auth database (basic_auth.db here, or as MLFLOW_AUTH_CONFIG_PATH's ini says), and the first start creates
+the admin from MLFLOW_AUTH_ADMIN_PASSWORD.
 """
 from __future__ import annotations
 
@@ -81,25 +86,51 @@ def check_artifacts(destination: str) -> str:
     return str(folder.resolve())
 
 
+AUTH_SECRET_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"   # MLflow's auth app signs its CSRF tokens with it
+AUTH_ADMIN_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"       # the admin's password, read once, by the first start
+AUTH_DATABASE = "basic_auth.db"                     # MLflow's default user store, in the working folder
+
+
+def check_auth() -> None:
+    """What MLflow's basic-auth app needs before it starts, said in one line each instead of a traceback."""
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise DeepsuiteError("--auth needs MLflow's auth extra: pip install 'mlflow[auth]' "
+                             "(or pip install -e '.[server]')")
+    if not os.environ.get(AUTH_SECRET_ENV):
+        raise DeepsuiteError(f"--auth needs {AUTH_SECRET_ENV} in the environment (any long random string, the "
+                             "same for every server process), e.g. export "
+                             f"{AUTH_SECRET_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')")
+    if 0 < len(os.environ.get(AUTH_ADMIN_ENV, "")) < 12:
+        raise DeepsuiteError(f"{AUTH_ADMIN_ENV}: MLflow needs an admin password of at least 12 characters")
+    if not os.environ.get(AUTH_ADMIN_ENV) and not os.environ.get("MLFLOW_AUTH_CONFIG_PATH") \
+            and not Path(AUTH_DATABASE).exists():
+        raise DeepsuiteError(f"--auth starts a new user store ({AUTH_DATABASE} here): set {AUTH_ADMIN_ENV} to the "
+                             "password the 'admin' user gets")
+
+
 def server_command(artifacts_destination: str, host: str, port: int, workers: int,
-                   allowed_hosts: str | None = None) -> list[str]:
+                   allowed_hosts: str | None = None, auth: bool = False) -> list[str]:
     """`mlflow server`'s command line; the database URI is not on it (it travels in the environment, as
     MLFLOW_BACKEND_STORE_URI, so its password never shows in `ps`)."""
     return [*mlflow_cli(), "server",
             "--artifacts-destination", artifacts_destination, "--serve-artifacts",
             "--host", host, "--port", str(port), "--workers", str(workers),
-            *(["--allowed-hosts", allowed_hosts] if allowed_hosts else [])]
+            *(["--allowed-hosts", allowed_hosts] if allowed_hosts else []),
+            *(["--app-name", "basic-auth"] if auth else [])]
 
 
 def start_server(backend_store_uri: str, artifacts_destination: str, host: str = LOOPBACK, port: int = 5000,
-                 workers: int = 4, allowed_hosts: str | None = None, echo: Callable[[str], None] = print) -> int:
+                 workers: int = 4, allowed_hosts: str | None = None, echo: Callable[[str], None] = print,
+                 auth: bool = False) -> int:
     """`deepsuite server`: run the shared tracking server until Ctrl-C."""
     if workers < 1:
         raise DeepsuiteError(f"--workers {workers}: need at least 1")
     ensure_port_free(host, port, "the server")
+    if auth:
+        check_auth()
     check_backend(backend_store_uri)
     artifacts = check_artifacts(artifacts_destination)
-    command = server_command(artifacts, host, port, workers, allowed_hosts)
+    command = server_command(artifacts, host, port, workers, allowed_hosts, auth)
     exposed = not is_loopback(host)
 
     def banner(url: str) -> str:
@@ -108,8 +139,11 @@ def start_server(backend_store_uri: str, artifacts_destination: str, host: str =
                 f"  UI: {url}  (press Ctrl-C to stop)\n"
                 f"  clients: deepsuite run <pipeline> --tracking-uri {shown}  "
                 f"(or export MLFLOW_TRACKING_URI={shown})"
+                + ("\n  basic auth: clients export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; "
+                   f"add users at {url}/signup as admin" if auth else "")
                 + ("\n  warning: no authentication: anyone who can reach this port can read and delete runs "
-                   "(put it behind a VPN or an authenticating proxy)" if exposed else ""))
+                   "(start it with --auth, or put it behind a VPN or an authenticating proxy)"
+                   if exposed and not auth else ""))
 
     echo(f"starting the MLflow server on {redact(backend_store_uri)} (a new database gets its tables first)")
     env = {**NO_GENAI_JOBS, "MLFLOW_BACKEND_STORE_URI": backend_store_uri}

@@ -85,6 +85,41 @@ def test_server_explains_bad_backends(tmp_path):
     assert "s3cret" not in unreachable.err
 
 
+
+def test_server_with_auth_refuses_anonymous_clients_and_admits_users(tmp_path):
+    import urllib.error
+    import urllib.request
+    from base64 import b64encode
+
+    database = f"sqlite:///{tmp_path}/team.db"
+    port = free_port()
+    missing = run_cli(["server", "--backend-store-uri", database, "--port", str(port), "--auth"], cwd=tmp_path,
+                      env={"MLFLOW_FLASK_SERVER_SECRET_KEY": ""})
+    assert missing.code == 2 and "--auth needs MLFLOW_FLASK_SERVER_SECRET_KEY" in missing.err
+    secrets = {"MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-the-test", "MLFLOW_AUTH_ADMIN_PASSWORD": "Adm1n-pw-42-long"}
+    server = start_cli(["server", "--backend-store-uri", database, "--artifacts-destination", str(tmp_path / "art"),
+                        "--port", str(port), "--workers", "1", "--auth"], cwd=tmp_path, env=secrets)
+    try:
+        server.wait_for("press Ctrl-C", timeout=600)
+        assert "MLFLOW_TRACKING_USERNAME" in server.wait_for("basic auth", timeout=30)
+        search = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(search, timeout=30)
+        assert anonymous.value.code == 401
+        wrong = urllib.request.Request(search, headers={"Authorization": "Basic " + b64encode(b"admin:guess").decode()})
+        with pytest.raises(urllib.error.HTTPError) as guessed:
+            urllib.request.urlopen(wrong, timeout=30)
+        assert guessed.value.code == 401
+        admin = urllib.request.Request(search, headers={
+            "Authorization": "Basic " + b64encode(b"admin:Adm1n-pw-42-long").decode()})
+        with urllib.request.urlopen(admin, timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        server.interrupt()
+    output = server.output
+    assert "Adm1n-pw-42-long" not in output and "csrf-key-for-the-test" not in output
+    assert (tmp_path / "basic_auth.db").exists()  # MLflow's own user store, beside the server
+
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_two_concurrent_runs_on_a_postgres_backed_server(tmp_path):

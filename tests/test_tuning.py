@@ -183,3 +183,53 @@ def test_search_on_jax_without_tensorflow(tmp_path):
     # the search learns on JAX: its trial reached val accuracy 0.69 and the best model test accuracy 0.72 here;
     # chance is 0.1
     assert trial.data.metrics["best_val_accuracy"] > 0.4 and parent.data.metrics["test_accuracy"] > 0.5
+
+
+@needs_fashion_mnist
+def test_a_chief_with_a_token_refuses_calls_and_workers_without_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import grpc
+    from keras_tuner.src import protos
+
+    from tests.support.cli import REPO
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+           "DEEPSUITE_TUNE_TOKEN": "s3cret-token"}
+    chief = subprocess.Popen([sys.executable, "-m", "deepsuite.app.cli", *SEARCH, "--distributed", "chief",
+                              "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=120)
+        stub = protos.get_service_grpc().OracleStub(channel)
+        request = protos.get_service().CreateTrialRequest(tuner_id="intruder")
+        with pytest.raises(grpc.RpcError) as refused:  # a client without the token gets no trial
+            stub.CreateTrial(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as wrong:
+            stub.CreateTrial(request, timeout=30, metadata=[("authorization", "Bearer guess")])
+        assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        space = stub.GetSpace(protos.get_service().GetSpaceRequest(), timeout=30,
+                              metadata=[("authorization", "Bearer s3cret-token")])
+        assert len(space.hyperparameters.ListFields()) > 0  # the token opens the oracle
+
+        worker = run_cli([*SEARCH, "--distributed", "worker", "--chief", f"127.0.0.1:{port}"], cwd=tmp_path,
+                         env={"DEEPSUITE_TUNE_TOKEN": ""})
+        assert worker.code == 2, worker.err[-2000:]
+        assert last_line(worker.err) == (f"error: the chief at 127.0.0.1:{port} refused this worker: set "
+                                         "DEEPSUITE_TUNE_TOKEN to the chief's token")
+        assert chief.poll() is None  # the chief still waits for real workers
+        trials = runs_of(tmp_path, "trial")
+        assert trials == [], [t.info.run_name for t in trials]
+    finally:
+        chief.kill()
+        output = chief.communicate()[0]
+        time.sleep(0.1)
+    assert "s3cret-token" not in output

@@ -20,8 +20,9 @@ from tests.test_tuning import TINY, client_for, runs_of
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 
-def start_cli(args, cwd, log):
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+def start_cli(args, cwd, log, extra_env=None):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+           **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "deepsuite.app.cli", *args], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -158,12 +159,13 @@ def test_distributed_chief_and_two_workers_run_each_trial_once(tmp_path):
     port = free_port()
     args = ["tune", "image-classification", "--tuner", "random", "--max-trials", "4", "--max-epochs", "1", *TINY]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "worker-a", "worker-b")}
+    token = {"DEEPSUITE_TUNE_TOKEN": "team-secret"}  # the chief refuses calls without it; workers send it
     chief = start_cli([*args, "--distributed", "chief", "--host", "127.0.0.1", "--port", str(port)], tmp_path,
-                      logs["chief"])
+                      logs["chief"], token)
     # the chief is up within seconds of its TensorFlow import; a worker that cannot reach it gives up
     workers = [start_cli([*args, "--distributed", "worker", "--chief", f"127.0.0.1:{port}", "--worker-id", name,
                           "--connect-timeout", "120"],
-                         tmp_path, logs[name]) for name in ("worker-a", "worker-b")]
+                         tmp_path, logs[name], token) for name in ("worker-a", "worker-b")]
     processes = {"chief": chief, "worker-a": workers[0], "worker-b": workers[1]}
     try:  # the whole search takes ~50 s on two idle cores
         wait_all_succeed(processes, {name: tmp_path / f"{name}.log" for name in logs}, timeout=300)

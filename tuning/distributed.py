@@ -9,9 +9,15 @@ restoring the best model without retraining, the store folder.
 
 gRPC comes with TensorFlow (grpcio + protobuf). Without it a one-process search works and
 `--distributed` stops with a message saying what to install.
+
+Keras Tuner's gRPC service has no authentication: anyone who reaches the port can take trials, report
+made-up results or stop the search. With DEEPSUITE_TUNE_TOKEN set (the same value on the chief and
+every worker), the chief refuses any call without "authorization: Bearer <token>", and workers send it.
+The chief binds 127.0.0.1 unless --host says otherwise; the token is for when it must not.
 """
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 import time
@@ -20,6 +26,8 @@ from typing import Callable
 from deepsuite.common.errors import ConfigError, DeepsuiteError
 
 ENV_KEYS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+TOKEN_ENV = "DEEPSUITE_TUNE_TOKEN"  # when set: the chief asks every call for it, workers send it
+AUTH_KEY = "authorization"
 
 
 def require_grpc() -> None:
@@ -81,3 +89,63 @@ def wait_for_chief(host: str, port: int, timeout: float, echo: Callable[[str], N
         echo(f"chief {host}:{port} not reachable yet (attempt {attempts}); retrying in {min(delay, remaining):.1f}s")
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 10.0)
+
+
+def token() -> str | None:
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def guard_chief(secret: str | None) -> None:
+    """Make this process's chief serve the oracle through `serve_oracle` (with the token check when set).
+
+    Keras Tuner starts its gRPC server inside `tuner.search()` with no way to pass an interceptor, so its
+    `start_server` is replaced by ours: the same servicer and the same wait for the workers to finish.
+    """
+    from keras_tuner.src.distribute import oracle_chief
+
+    oracle_chief.start_server = lambda oracle: serve_oracle(oracle, secret)
+
+
+def serve_oracle(oracle, secret: str | None) -> None:
+    """Keras Tuner's oracle service on KERASTUNER_ORACLE_IP:PORT, until the search stops and workers leave."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer, exit_chief
+
+    from deepsuite.tuning.grpc_token import RequireToken
+
+    interceptors = [RequireToken(secret, TOKEN_ENV)] if secret else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), interceptors=interceptors)
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
+    server.start()
+    try:
+        while not servicer.stop_triggered:
+            time.sleep(1)
+        while not exit_chief(oracle):  # trials still running on workers
+            time.sleep(2)
+    finally:
+        server.stop(grace=5)
+
+
+def authenticate_worker(tuner, host: str, port: int, secret: str | None) -> None:
+    """Send the token with every call this worker's tuner makes to the chief (no-op without one)."""
+    if not secret:
+        return
+    import grpc
+    from keras_tuner.src import protos
+
+    from deepsuite.tuning.grpc_token import SendToken
+
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"{host}:{port}"), SendToken(secret))
+    tuner.oracle.stub = protos.get_service_grpc().OracleStub(channel)
+
+
+def refused(exc: BaseException) -> bool:
+    """True for the chief's answer to a call without the right token."""
+    import grpc
+
+    return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED

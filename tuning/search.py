@@ -55,11 +55,14 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
         if options.distributed == "chief":
             distributed.require_grpc()
         distributed.set_role(options.distributed, options.host, options.port)
+        if options.distributed == "chief":
+            distributed.guard_chief(distributed.token())
         session.build_tuner(env_tags["device"])
         session.resume()
         if options.distributed == "chief":
             echo(f"chief serving search {name} on {options.host}:{options.port}; start workers with the same "
-                 f"arguments plus --distributed worker --chief <this host>:{options.port}")
+                 f"arguments plus --distributed worker --chief <this host>:{options.port}"
+                 + (f" and the same {distributed.TOKEN_ENV}" if distributed.token() else ""))
         else:  # the chief runs no trials; it loads data for the best model only
             session.load_data()
         session.run_trials()

@@ -39,6 +39,7 @@ def run_worker(session: SearchSession) -> SearchResult:
     session.define()
     echo(f"{worker_id}: joined search {session.name} (MLflow run {session.parent_run_id}) at {host}:{port}")
     session.build_tuner(backend.device())
+    distributed.authenticate_worker(session.tuner, host, port, distributed.token())
     try:
         session.load_data()
         session.run_trials()
@@ -46,6 +47,9 @@ def run_worker(session: SearchSession) -> SearchResult:
         session.abort("KILLED", f"worker {worker_id} interrupted (Ctrl-C); the chief retries the trial")
         raise
     except BaseException as exc:
+        if distributed.refused(exc):
+            raise DeepsuiteError(f"the chief at {host}:{port} refused this worker: set {distributed.TOKEN_ENV} to "
+                                 "the chief's token" + (" (this one differs)" if distributed.token() else "")) from None
         session.abort("FAILED", f"worker {worker_id}: {type(exc).__name__}: {exc}")
         raise
     ran = session.runs.ended_here
