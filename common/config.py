@@ -38,7 +38,9 @@ class TrainConfig(Section):
     ema_momentum: float = Field(0.0, ge=0, lt=1, description="keep an exponential moving average of the weights "
                                                             "(Keras optimizer use_ema) and end training on it; "
                                                             "0 disables")
-    verbose: Literal[0, 1, 2] = Field(2, description="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    verbose: Literal["auto", 0, 1, 2] = Field("auto", description="Keras progress: auto (a live bar on a terminal, one "
+                                                                 "line per epoch in logs and CI), 0 silent, 1 bar, "
+                                                                 "2 one line per epoch")
 
 
 class TrackingConfig(Section):

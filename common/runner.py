@@ -219,7 +219,7 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     started = time.time()
     history = model.fit(x, y, validation_data=data.validation_data, epochs=train.epochs,
                         class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch, shuffle=False,
-                        callbacks=callbacks, verbose=train.verbose, initial_epoch=initial_epoch)
+                        callbacks=callbacks, verbose=progress_mode(train.verbose), initial_epoch=initial_epoch)
     fit_seconds = time.time() - started
     # The backup's history holds the epochs of a killed process too; fit()'s only this process's.
     curves = backup.history or {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -228,6 +228,16 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
         raise TrainingDiverged(f"training loss became {losses[-1]} at epoch {len(losses)}; "
                                "lower train.learning_rate or set train.clipnorm")
     return curves, fit_seconds
+
+
+def progress_mode(verbose) -> int:
+    """Keras's verbosity for train.verbose: "auto" is the live bar on a terminal (an epoch can take minutes)
+    and one line per epoch where output goes to a file or a CI log (a bar there is thousands of redraws)."""
+    if verbose != "auto":
+        return int(verbose)
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evaluation: Evaluation,
