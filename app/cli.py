@@ -146,7 +146,10 @@ def _add_results_commands(sub) -> None:
     ui = sub.add_parser("ui", help="MLflow's UI on the suite's store (loopback by default; Ctrl-C stops it)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
-    ui.add_argument("--store", default="mlruns", type=Path, help="store folder holding mlflow.db (default mlruns)")
+    ui.add_argument("--store", type=Path, help="store folder holding mlflow.db (default: $MLFLOW_TRACKING_URI when it "
+                                           "is a database, else mlruns)")
+    ui.add_argument("--tracking-uri", help="the store `deepsuite run --tracking-uri` wrote to: a database URI is "
+                                           "served; an http(s) URI is a server with its own UI")
     ui.add_argument("--backend-store-uri", help="a database URI instead of --store, e.g. sqlite:///other/mlflow.db")
     ui.add_argument("--artifacts-destination", help="artifact folder for runs created from the UI "
                                                    "(default <store>/artifacts)")
@@ -197,8 +200,8 @@ def _add_results_commands(sub) -> None:
 def cmd_ui(args) -> int:
     from deepsuite.app.ui import start_ui
 
-    return start_ui(args.store, args.host, args.port, args.backend_store_uri, args.artifacts_destination,
-                    args.workers)
+    return start_ui(args.store, args.host, args.port, args.backend_store_uri or args.tracking_uri,
+                    args.artifacts_destination, args.workers)
 
 
 def cmd_compare(args) -> int:

@@ -61,6 +61,13 @@ def local_store(store: Path, echo: Callable[[str], None] = print) -> tuple[str, 
     return f"sqlite:///{store}/mlflow.db?timeout=60", store / "artifacts"
 
 
+def _artifacts_beside(uri: str, store: Path) -> Path:
+    """The suite keeps artifacts in <store>/artifacts beside <store>/mlflow.db: for a sqlite URI, that folder."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///").split("?")[0]).expanduser().resolve().parent / "artifacts"
+    return Path(store).expanduser().resolve() / "artifacts"
+
+
 def ui_command(artifacts: str, host: str, port: int, workers: int = 1) -> list[str]:
     """The `mlflow server` command line for the suite's UI (quiet uvicorn: warnings only); the store URI
     travels in the environment (MLFLOW_BACKEND_STORE_URI), never on a command line `ps` shows."""
@@ -158,16 +165,24 @@ def experiment_links(url: str) -> list[tuple[str, str]]:
             for e in experiments if e["name"] != "Default"]
 
 
-def start_ui(store: Path, host: str = LOOPBACK, port: int = 5000, backend_store_uri: str | None = None,
+def start_ui(store: Path | None, host: str = LOOPBACK, port: int = 5000, backend_store_uri: str | None = None,
              artifacts: str | None = None, workers: int = 1, echo: Callable[[str], None] = print) -> int:
-    """`deepsuite ui`: the store's runs in MLflow's UI until Ctrl-C."""
+    """`deepsuite ui`: the store's runs in MLflow's UI until Ctrl-C.
+
+    The store comes from where `deepsuite run` takes it: --backend-store-uri/--tracking-uri or --store, else
+    MLFLOW_TRACKING_URI, else ./mlruns; a user who set the variable for their runs sees those runs here.
+    """
     if workers < 1:
         raise DeepsuiteError(f"--workers {workers}: need at least 1")
+    if not backend_store_uri and store is None and os.environ.get("MLFLOW_TRACKING_URI"):
+        backend_store_uri = os.environ["MLFLOW_TRACKING_URI"]
+        echo(f"store from MLFLOW_TRACKING_URI: {redact(backend_store_uri)}")
+    store = Path("mlruns") if store is None else store
     if backend_store_uri:
         if backend_store_uri.startswith(("http://", "https://")):
-            raise DeepsuiteError(f"{backend_store_uri} is already a tracking server: open it in a browser "
-                                 "(--backend-store-uri takes a database URI such as sqlite:///mlruns/mlflow.db)")
-        artifacts_dir = Path(artifacts) if artifacts else Path(store).expanduser().resolve() / "artifacts"
+            raise DeepsuiteError(f"{redact(backend_store_uri)} is a tracking server, with its own UI: open it in a "
+                                 "browser (deepsuite ui serves a database such as sqlite:///mlruns/mlflow.db)")
+        artifacts_dir = Path(artifacts) if artifacts else _artifacts_beside(backend_store_uri, store)
     else:
         backend_store_uri, artifacts_dir = local_store(store, echo)
     ensure_port_free(host, port, "the UI")

@@ -184,3 +184,26 @@ def test_ctrl_c_stops_ui_cleanly(ui):
     while not port_is_free("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert port_is_free("127.0.0.1", port), "a server process still holds the port after Ctrl-C"
+
+
+def test_ui_opens_the_store_that_mlflow_tracking_uri_names(tmp_path):
+    elsewhere = tmp_path / "team-store"
+    elsewhere.mkdir()
+    uri = f"sqlite:///{elsewhere}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("sentiment-analysis")
+    client.set_terminated(client.create_run(experiment, run_name="set-by-env").info.run_id)
+    here = tmp_path / "somewhere-else"
+    here.mkdir()
+    port = free_port()
+    server = start_cli(["ui", "--port", str(port)], cwd=here, env={"MLFLOW_TRACKING_URI": uri})
+    try:
+        link = server.wait_for("runs of sentiment-analysis", timeout=180)  # the variable's store, with its run
+        assert f"/#/experiments/{experiment}/runs" in link
+    finally:
+        server.interrupt()
+    assert "store from MLFLOW_TRACKING_URI" in server.output and "created an empty store" not in server.output
+    assert not (here / "mlruns").exists()
+    remote = run_cli(["ui", "--port", str(free_port())], cwd=here,
+                     env={"MLFLOW_TRACKING_URI": "http://mlflow.example.com:5000"})
+    assert remote.code == 2 and "is a tracking server, with its own UI: open it in a browser" in remote.err

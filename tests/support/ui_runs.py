@@ -84,8 +84,9 @@ class CliProcess:
 def start_cli(args: list[str], cwd: Path, backend: str = "tensorflow", hide_tensorflow: bool = False,
               env: dict[str, str] | None = None) -> CliProcess:
     full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
-                "PYTHONUNBUFFERED": "1", **QUIET_SERVER_ENV, **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
+                "PYTHONUNBUFFERED": "1", **QUIET_SERVER_ENV}
+    full_env.pop("MLFLOW_TRACKING_URI", None)  # only the test's own `env` may name a store
+    full_env.update(env or {})
     module = "tests.support.without_tensorflow" if hide_tensorflow else "deepsuite.app.cli"
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=like_a_terminal)
