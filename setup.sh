@@ -19,5 +19,5 @@ fi
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[tensorflow,jax,server,test]"
+.venv/bin/python -m pip install --quiet -e ".[tensorflow,jax,server,system,test]"
 echo "setup: done - try .venv/bin/deepsuite list"

@@ -42,6 +42,17 @@ def resolve_tracking_uri(tracking_uri: str | None, store_dir: Path = DEFAULT_STO
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store_uri(store_dir)
 
 
+def system_metrics() -> bool | None:
+    """Whether runs log MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py): on
+    when psutil is installed (the `system` extra). MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING decides when set
+    (None defers to it), and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL sets the period (MLflow's 10 s)."""
+    import importlib.util
+
+    if "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING" in os.environ:
+        return None
+    return importlib.util.find_spec("psutil") is not None
+
+
 def _is_local_store(uri: str) -> bool:
     return uri.startswith("sqlite:///")
 
@@ -107,10 +118,10 @@ class Tracker:
         mlflow = self.mlflow
         experiment_id = self.experiment_id(experiment)
         if resume_run_id:
-            run = mlflow.start_run(run_id=resume_run_id)
+            run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics())
         else:
             run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
-                                   description=description or None)
+                                   description=description or None, log_system_metrics=system_metrics())
         self.run_id = run.info.run_id
         return self.run_id
 
@@ -246,10 +257,12 @@ class Tracker:
         """
         mlflow = self.mlflow
         if resume_run_id:
-            run = mlflow.start_run(run_id=resume_run_id, nested=True, tags=dict(tags))
+            run = mlflow.start_run(run_id=resume_run_id, nested=True, tags=dict(tags),
+                                   log_system_metrics=system_metrics())
         else:
             run = mlflow.start_run(experiment_id=self.experiment_id(experiment), run_name=run_name,
-                                   tags=dict(tags), nested=True, parent_run_id=parent_run_id)
+                                   tags=dict(tags), nested=True, parent_run_id=parent_run_id,
+                                   log_system_metrics=system_metrics())
         self.run_id = run.info.run_id
         return self.run_id
 
