@@ -110,16 +110,19 @@ def image_grid(images: np.ndarray, captions: Sequence[str], title: str, columns:
 
 
 def html_report(title: str, metrics: Mapping[str, float], config_yaml: str, figures: Sequence[str],
-                tables: Mapping[str, str], notes: Sequence[str] = ()) -> str:
-    """A single-page report that opens from the artifacts folder (figures by relative path)."""
+                tables: Mapping[str, str], notes: Sequence[str] = (), facts: Sequence[tuple[str, str]] = ()) -> str:
+    """A single-page report that opens from the artifacts folder (figures by relative path); `facts` are
+    the run's (name, value) lines: data, digest, training time, hardware."""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(metrics.items()))
     images = "".join(f'<figure><img src="{html.escape(f)}" style="max-width:100%"><figcaption>{html.escape(f)}'
                      "</figcaption></figure>" for f in figures)
     table_links = "".join(f'<li><a href="{html.escape(name)}">{html.escape(name)}</a></li>' for name in tables)
     note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    fact_rows = "".join(f"<tr><th align=left>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    run_section = f"<h2>Run</h2><table border=1 cellpadding=4>{fact_rows}</table>" if facts else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
-            f"<ul>{note_items}</ul><h2>Test metrics</h2><table border=1 cellpadding=4>{rows}</table>"
+            f"<ul>{note_items}</ul><h2>Test metrics</h2><table border=1 cellpadding=4>{rows}</table>{run_section}"
             f"<h2>Figures</h2>{images}<h2>Tables</h2><ul>{table_links}</ul>"
             f"<h2>Resolved config</h2><pre>{html.escape(config_yaml)}</pre></body></html>")
 

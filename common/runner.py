@@ -146,11 +146,11 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
     tracker.log_metrics({"fit_seconds": fit_seconds})
 
     evaluation = pipeline.evaluate(model, splits, config)
-    test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}
-    tracker.log_metrics(test_metrics)
+    test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}  # logged by _export
 
     out_dir = work_dir / "outputs"
-    report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir)
+    facts = _run_facts(splits, config, tracker, history, fit_seconds, resumed=bool(logged_steps))
+    report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir, facts)
     model_path, model_uri = _export(pipeline, model, splits, config, tracker, out_dir, test_metrics)
     tracker.log_metrics({"total_seconds": time.time() - started})
     artifact_dir = tracker.artifact_dir
@@ -240,8 +240,35 @@ def progress_mode(verbose) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def _run_facts(splits: Splits, config: RunConfig, tracker: Tracker, history: dict[str, list[float]],
+               fit_seconds: float, resumed: bool) -> list[tuple[str, str]]:
+    """What a reader of one run's report asks first: which data, how long it trained, on what."""
+    import os
+    import platform
+
+    info, tags = splits.info, tracker.get_run(tracker.run_id).data.tags
+    epochs = len(history.get("loss", []))
+    training = f"{epochs} of {config.train.epochs} epochs"
+    if epochs < config.train.epochs and config.train.early_stopping_patience:
+        training += f" (early stopping, patience {config.train.early_stopping_patience}, best weights kept)"
+    training += f"; fit {fit_seconds:.0f} s" + (" in the process that resumed it" if resumed else "")
+    return [
+        ("data", f"{info.name} from {redact(info.source)}"),
+        ("split sizes", ", ".join(f"{k} {v}" for k, v in splits.sizes().items())),
+        ("data digest", info.digest),
+        ("training", training),
+        ("seed", str(config.seed)),
+        ("hardware", f"{tags.get('device', '?')} ({tags.get('backend', '?')} backend, "
+                     f"{tags.get('precision_policy', '?')}), {os.cpu_count()} CPU cores, "
+                     f"{platform.system()} {platform.machine()}"),
+        ("software", ", ".join(f"{k.removeprefix('version.')} {v}" for k, v in sorted(tags.items())
+                               if k.startswith("version."))),
+    ]
+
+
 def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evaluation: Evaluation,
-                  history: dict[str, list[float]], test_metrics: dict[str, float], out_dir: Path) -> Path:
+                  history: dict[str, list[float]], test_metrics: dict[str, float], out_dir: Path,
+                  facts: list[tuple[str, str]] = ()) -> Path:
     figures = dict(evaluation.figures)
     if history:
         figures = {"learning_curves": reports.learning_curves(history), **figures}
@@ -257,7 +284,7 @@ def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evalu
     report = out_dir / "report.html"
     report.write_text(reports.html_report(f"{pipeline.name}: {config.preset}", test_metrics, to_yaml(config),
                                           names, {f"tables/{n}": c for n, c in evaluation.tables.items()},
-                                          evaluation.notes), encoding="utf-8")
+                                          evaluation.notes, facts), encoding="utf-8")
     for sub in ("plots", "tables"):
         if (out_dir / sub).exists():
             tracker.log_artifact(out_dir / sub, sub)
@@ -268,15 +295,19 @@ def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evalu
 
 def _export(pipeline: Pipeline, model, splits: Splits, config: RunConfig, tracker: Tracker, out_dir: Path,
             test_metrics: dict[str, float]) -> tuple[Path, str | None]:
-    """Write the export folder (what predict needs, `deepsuite.common.export`), then the MLflow model."""
+    """Write the export folder (what predict needs, `deepsuite.common.export`), then the MLflow model over it
+    (`deepsuite.common.mlflow_model`) and the test metrics, linked to that model; returns (model.keras path,
+    the model's models:/m-<id> URI or None when tracking.log_model is off)."""
     export_dir = out_dir / export.EXPORT_DIR
     model_path = export.write(export_dir, model, pipeline, splits.metadata, preset=config.preset,
                               run_id=tracker.run_id, dataset=splits.info.name,
                               config=config.model_dump(mode="json"), test_metrics=test_metrics)
     pipeline.export_extras(model, splits, config, export_dir)
     tracker.log_artifact(export_dir, export.EXPORT_DIR)
-    model_uri = None
-    if config.tracking.log_model:
-        model_uri = tracker.log_keras_model(model, pipeline.input_example(splits),
-                                            {"deepsuite_pipeline": pipeline.name, "run_id": tracker.run_id})
+    if not config.tracking.log_model:
+        tracker.log_metrics(test_metrics)
+        return model_path, None
+    info = splits.info
+    model_uri = tracker.log_model(pipeline, export_dir, pipeline.request_example(splits), test_metrics,
+                                  (info.name, info.source, info.digest))
     return model_path, model_uri

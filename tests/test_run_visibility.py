@@ -54,3 +54,9 @@ def test_a_terminal_gets_a_live_bar_a_log_one_line_per_epoch_and_the_run_system_
     for key in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):
         points = client.get_metric_history(run.info.run_id, key)
         assert points and all(p.value >= 0 for p in points), key  # sampled every second while it trained
+
+    report = (client.download_artifacts(run.info.run_id, "report.html", str(tmp_path)))
+    text = open(report, encoding="utf-8").read()
+    assert "<h2>Run</h2>" in text and run.data.params["data.digest"] in text  # which data, exactly
+    assert "2 of 2 epochs" in text and "cpu (tensorflow backend" in text and "CPU cores" in text
+    assert "<h2>Resolved config</h2>" in text and "verbose: auto" in text
