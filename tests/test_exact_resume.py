@@ -72,3 +72,29 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(tmp_path):
     for key in expected:
         assert got[key] == expected[key], (key, killed_after, got[key], expected[key])
     assert got_tests == expected_tests
+
+
+def test_shuffled_arrays_are_a_permutation_per_epoch_drawn_from_seed_and_epoch_only():
+    import numpy as np
+
+    from deepsuite.common.batches import ShuffledArrays
+
+    x = {"user": np.arange(10), "item": np.arange(10) * 2}
+    feed = ShuffledArrays(x, np.arange(10) * 3, batch_size=4, seed=1)
+    assert len(feed) == 3
+
+    def epoch(e):
+        feed.set_epoch(e)
+        batches = [feed[i] for i in range(len(feed))]
+        assert [len(b[1]) for b in batches] == [4, 4, 2]  # the last batch partial, as fit() makes it
+        users = np.concatenate([b[0]["user"] for b in batches])
+        assert (np.concatenate([b[0]["item"] for b in batches]) == users * 2).all()  # rows stay together
+        assert (np.concatenate([b[1] for b in batches]) == users * 3).all()
+        return users
+
+    first, second = epoch(0), epoch(1)
+    assert sorted(first) == list(range(10)) and sorted(second) == list(range(10))  # each sample once an epoch
+    assert (first != second).any()
+    again = ShuffledArrays(x, np.arange(10) * 3, batch_size=4, seed=1)  # a new process, resumed at epoch 1
+    again.set_epoch(1)
+    assert (np.concatenate([again[i][0]["user"] for i in range(3)]) == second).all()
