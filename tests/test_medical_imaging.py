@@ -37,6 +37,21 @@ def smoke_run(tmp_path_factory):
     return folder, result
 
 
+CT, MR = get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")  # real CT and brain MR slices
+
+
+@pytest.fixture(scope="module")
+def ct_and_mr(smoke_run, tmp_path_factory):
+    """`deepsuite predict` on pydicom's CT and MR slices with the chest X-ray model: printed and --json."""
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    cams = tmp_path_factory.mktemp("ct-mr-cams")
+    printed = run_cli(["predict", run.info.run_id, CT, MR, "-o", str(cams)], cwd=folder)
+    answered = run_cli(["predict", run.info.run_id, CT, MR, "-o", str(cams), "--json"], cwd=folder)
+    assert printed.code == 0 and answered.code == 0, printed.err[-2000:] + answered.err[-2000:]
+    return printed, [json.loads(line) for line in answered.out.strip().splitlines()]
+
+
 def _artifact_text(client, run_id, path):
     local = client.download_artifacts(run_id, path)
     with open(local, encoding="utf-8") as handle:
@@ -138,6 +153,18 @@ def test_served_predictions_and_gradcam_equal_the_cli_on_the_same_xray(smoke_run
 
 
 @needs_pneumonia
+def test_served_dicom_gets_the_same_domain_warning_and_ood_score_as_the_cli(smoke_run, ct_and_mr):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    _, [ct_answer, _] = ct_and_mr
+    with scoring_server(run.info.run_id, folder) as server:
+        [served] = server.post({"inputs": [{"b64": b64_file(CT)["b64"]}]})  # no name: found DICOM by its 'DICM' magic
+    assert served["out_of_distribution"] is True and served["dicom"] == {"modality": "CT", "body_part": None}
+    assert same_answers(without([served], "input", "gradcam", "summary"), without([ct_answer], "input", "gradcam", "summary"))
+    assert "WARNING: DICOM header says Modality CT" in served["summary"] and CT not in served["summary"]
+
+
+@needs_pneumonia
 def test_predict_on_a_non_image_dicom_is_one_clear_line(smoke_run):
     folder, _ = smoke_run
     _, run = only_run(folder)
@@ -184,6 +211,7 @@ def test_jax_backend_without_tensorflow_trains_and_draws_gradcam(tmp_path):
                         backend="jax", hide_tensorflow=True)
     assert predicted.code == 0, predicted.err[-2000:]
     assert (tmp_path / "ct.png").exists() and predicted.out.startswith(f"{dicom}: ")
+    assert "OUT OF DISTRIBUTION" in predicted.out and "WARNING: DICOM header says Modality CT" in predicted.out
 
 
 @needs_pneumonia
@@ -284,10 +312,19 @@ def test_ensemble_trains_each_member_on_its_own_loss_and_averages_them_at_infere
     assert GradCam(model)(images, np.array([0, 1, 0, 1])).shape == (4, 28, 28)
 
 
-@needs_pneumonia
-def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(tmp_path):
-    result = run_cli([*SMOKE, "--set", "train.epochs=1", "--set", "model.ensemble_members=2"], cwd=tmp_path)
+@pytest.fixture(scope="module")
+def ensemble_refusing_run(tmp_path_factory):
+    """A 2-member ensemble whose config refuses DICOMs of another modality or body part."""
+    folder = tmp_path_factory.mktemp("medical-ensemble")
+    result = run_cli([*SMOKE, "--set", "train.epochs=1", "--set", "model.ensemble_members=2",
+                      "--set", "domain.policy=refuse"], cwd=folder)
     assert result.code == 0, result.err[-3000:]
+    return folder
+
+
+@needs_pneumonia
+def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(ensemble_refusing_run):
+    tmp_path = ensemble_refusing_run
     client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED" and run.data.params["model.ensemble_members"] == "2"
     assert 0.0 <= run.data.metrics["test_roc_auc"] <= 1.0
@@ -304,6 +341,23 @@ def test_ensemble_smoke_run_exports_one_model_that_predicts_with_gradcam(tmp_pat
     assert predicted.code == 0, predicted.err[-2000:]
     answer = json.loads(predicted.out)
     assert 0 <= answer["probability"] <= 1 and Image.open(tmp_path / "cam.png").mode == "RGB"
+    # the out-of-distribution score works on the members' features side by side (16 + 16 here)
+    assert answer["out_of_distribution"] == (answer["ood_score"] > answer["ood_threshold"] > 0)
+    assert "32 features" in json.loads((export.parent / "deepsuite.json").read_text())["metadata"]["ood"]["method"]
+
+
+@needs_pneumonia
+def test_refuse_policy_fails_a_ct_slice_in_one_line_and_writes_no_overlay(ensemble_refusing_run, tmp_path):
+    _, run = only_run(ensemble_refusing_run)
+    with np.load(PNEUMONIA) as stored:
+        Image.fromarray(stored["test_images"][0]).save(tmp_path / "xray.png")
+    result = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), CT, "-o", str(tmp_path / "cams")],
+                     cwd=ensemble_refusing_run)
+    assert result.code == 2 and result.out == "" and "Traceback" not in result.err
+    ours = [line for line in result.err.splitlines() if not _tensorflow_log(line)]
+    assert ours == [f"error: {CT}: DICOM header says Modality CT, body part not stated; this model is meant for "
+                    "Modality CR or DX, body part CHEST (refused: domain.policy=refuse)"]
+    assert not (tmp_path / "cams").exists()  # not even the chest X-ray's overlay: nothing is answered
 
 
 def test_small_images_are_enlarged_inside_the_model_and_larger_ones_pass_unchanged():
@@ -319,3 +373,130 @@ def test_small_images_are_enlarged_inside_the_model_and_larger_ones_pass_unchang
     assert preprocessed_shape((28, 56), min_input_side=40) == (40, 80)  # aspect kept
     assert preprocessed_shape((64, 64), min_input_side=40) == (64, 64)  # folder images at 64 px are not shrunk
     assert preprocessed_shape((64, 64), input_size=(32, 32)) == (32, 32)  # an explicit size wins
+
+
+@needs_pneumonia
+def test_ct_and_mr_slices_are_flagged_out_of_distribution_with_a_modality_warning(ct_and_mr):
+    printed, answers = ct_and_mr
+    lines = printed.out.strip().splitlines()
+    assert len(lines) == 2
+    for line, answer, (path, modality) in zip(lines, answers, [(CT, "CT"), (MR, "MR")]):
+        assert line.startswith(f"{path}: ") and "OUT OF DISTRIBUTION (ood score" in line
+        assert (f"WARNING: DICOM header says Modality {modality}, body part not stated; this model is meant for "
+                "Modality CR or DX, body part CHEST") in line
+        assert answer["dicom"] == {"modality": modality, "body_part": None}
+        assert answer["out_of_distribution"] is True and answer["ood_score"] > answer["ood_threshold"] > 0
+        assert any(w.startswith(f"DICOM header says Modality {modality}") for w in answer["warnings"])
+        assert any(w.startswith("out of distribution") for w in answer["warnings"])
+
+
+@needs_pneumonia
+def test_a_chest_xray_is_in_distribution_and_warned_about_by_nothing(smoke_run, tmp_path):
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    _save_enlarged_test_xray(1, tmp_path / "xray.png")
+    result = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "-o", str(tmp_path / "cam.png"),
+                      "--json"], cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    answer = json.loads(result.out)
+    assert answer["out_of_distribution"] is False and answer["warnings"] == [] and "dicom" not in answer
+    assert "OUT OF DISTRIBUTION" not in answer["summary"] and "WARNING" not in answer["summary"]
+
+
+@needs_pneumonia
+def test_ood_threshold_chosen_on_validation_flags_at_most_5_percent_of_chest_test_images(smoke_run):
+    folder, _ = smoke_run
+    client, run = only_run(folder)
+    metrics = run.data.metrics
+    assert metrics["test_ood_flagged_fraction"] <= 0.05 and metrics["test_val_ood_flagged_fraction"] <= 0.05
+    rows = list(csv.DictReader(io.StringIO(_artifact_text(client, run.info.run_id, "tables/ood.csv"))))
+    per_class = [r for r in rows if r["split"] in ("validation", "test")]
+    assert {(r["split"], r["class"]) for r in per_class} == {(s, c) for s in ("validation", "test")
+                                                              for c in ("normal", "pneumonia")}
+    test_rows = [r for r in per_class if r["split"] == "test"]
+    assert sum(int(r["images"]) for r in test_rows) == 200
+    assert sum(int(r["flagged"]) for r in test_rows) / 200 == pytest.approx(metrics["test_ood_flagged_fraction"])
+    assert all(float(r["flagged_fraction"]) <= 0.05 for r in per_class if r["split"] == "validation")
+    report = _artifact_text(client, run.info.run_id, "report.html")
+    assert "out-of-distribution score" in report and "of test images" in report
+
+
+@needs_pneumonia
+def test_export_records_the_expected_domain_and_the_ood_threshold(smoke_run):
+    folder, _ = smoke_run
+    client, run = only_run(folder)
+    metadata = json.loads(_artifact_text(client, run.info.run_id, "export/deepsuite.json"))["metadata"]
+    assert metadata["domain"] == {"modalities": ["CR", "DX"], "body_parts": ["CHEST"], "policy": "warn"}
+    check = metadata["ood"]
+    assert check["threshold"] == pytest.approx(run.data.metrics["test_ood_threshold"]) and check["rate"] == 0.05
+    assert check["chosen_on"].startswith("validation") and check["file"] == "ood.npz"
+    assert check["test_flagged"] == pytest.approx(run.data.metrics["test_ood_flagged_fraction"])
+    with np.load(client.download_artifacts(run.info.run_id, "export/ood.npz"), allow_pickle=False) as stats:
+        assert stats["means"].shape == (2, 16) and stats["precisions"].shape == (2, 16, 16)  # widths [8, 16]
+
+
+@needs_pneumonia
+def test_no_dicom_patient_identifier_reaches_predict_output_or_the_mlflow_store(smoke_run, ct_and_mr):
+    folder, _ = smoke_run
+    printed, answers = ct_and_mr
+    identifiers = []
+    for path in (CT, MR):
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        identifiers += [str(header.PatientName), str(header.PatientID)]
+        identifiers += [part for part in str(header.PatientName).split("^") if len(part) > 3]
+    assert "CompressedSamples^CT1" in identifiers and "4MR1" in identifiers
+    # the header was read (its modality is reported), and nothing naming the patient came out of it
+    assert [answer["dicom"]["modality"] for answer in answers] == ["CT", "MR"]
+    said = printed.out + printed.err + json.dumps(answers)
+    stored = b"".join(p.read_bytes() for p in (folder / "mlruns").rglob("*") if p.is_file())
+    for identifier in identifiers:
+        assert identifier not in said and identifier.encode() not in stored, identifier
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # 'chest': real files do write it in lower case
+def test_domain_check_holds_only_what_a_dicom_header_states_against_it(tmp_path):
+    from deepsuite.pipelines.medical_imaging.contract import ExpectedDomain
+    from deepsuite.pipelines.medical_imaging.dicom import read_domain
+    from deepsuite.pipelines.medical_imaging.inference import domain_mismatch
+
+    chest = ExpectedDomain(modalities=["CR", "DX"], body_parts=["CHEST"], policy="refuse")
+
+    def header(modality, body_part):
+        dicom = pydicom.dcmread(CT)
+        dicom.Modality = modality
+        if body_part is not None:
+            dicom.BodyPartExamined = body_part
+        path = tmp_path / f"{modality}-{body_part}.dcm"
+        dicom.save_as(path)
+        return read_domain(path)
+
+    assert header("DX", "chest") == ("DX", "CHEST")
+    assert domain_mismatch(header("DX", "chest"), chest) is None
+    assert domain_mismatch(header("CR", None), chest) is None  # body part omitted: not held against it
+    assert domain_mismatch(header("CR", "HAND"), chest) == ("DICOM header says Modality CR, body part HAND; this "
+                                                            "model is meant for Modality CR or DX, body part CHEST")
+    assert domain_mismatch(header("MR", "CHEST"), chest).startswith("DICOM header says Modality MR, body part CHEST;")
+    assert domain_mismatch(header("MR", None), ExpectedDomain()) is None  # [] and []: nothing checked
+    assert domain_mismatch(None, chest) is None  # PNG/JPEG: no header
+
+
+def test_ledoit_wolf_shrinkage_follows_its_definition_and_keeps_a_wide_covariance_invertible():
+    from deepsuite.pipelines.medical_imaging.ood import RIDGE, Detector, shrunk_covariance
+
+    rng = np.random.default_rng(0)
+    for n, d in ((30, 50), (400, 16)):  # more features than images, and the other way round
+        x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d)
+        x -= x.mean(axis=0)
+        sample = x.T @ x / n
+        mu = np.trace(sample) / d
+        dispersion = ((sample - mu * np.eye(d)) ** 2).sum() / d
+        spread = sum(((np.outer(row, row) - sample) ** 2).sum() for row in x) / n ** 2 / d  # Ledoit & Wolf, 2004
+        shrinkage = min(spread, dispersion) / dispersion
+        expected = shrinkage * mu * np.eye(d) + (1 - shrinkage) * sample + RIDGE * mu * np.eye(d)
+        assert np.abs(shrunk_covariance(x) - expected).max() < 1e-9
+        assert np.linalg.eigvalsh(shrunk_covariance(x)).min() > 0
+    # two classes far apart: each image scores low, a point away from both scores high
+    features = np.concatenate([rng.normal(0, 1, (200, 4)), rng.normal(10, 1, (200, 4))])
+    detector = Detector.fit(features, np.repeat([0, 1], 200))
+    near, far = detector.score(np.array([[0.0] * 4, [10.0] * 4])), detector.score(np.array([[5.0] * 4]))
+    assert near.max() < 5 and far[0] > 50

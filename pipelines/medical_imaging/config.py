@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from deepsuite.common.config import RunConfig, Section, TrainConfig, recipe_default
 
@@ -88,10 +88,38 @@ class EvaluationConfig(Section):
     calibration_bins: int = Field(10, ge=2, le=50)
 
 
+class DomainConfig(Section):
+    """The inputs the model is meant for; recorded in the export, checked by predict and serve."""
+
+    modalities: list[str] = Field(["CR", "DX"], description="DICOM Modality values the model is meant for "
+                                                           "(CR, DX: radiographs); a DICOM stating another is "
+                                                           "warned about or refused (policy); [] = not checked")
+    body_parts: list[str] = Field(["CHEST"], description="DICOM BodyPartExamined values the model is meant for; "
+                                                        "a DICOM stating another is warned about or refused, one "
+                                                        "that omits it (many chest radiographs do) is not; "
+                                                        "[] = not checked")
+    policy: Literal["warn", "refuse"] = Field("warn", description="a DICOM whose header names another modality or "
+                                                                 "body part: warn = answer with a warning; "
+                                                                 "refuse = fail, no answer, no overlay")
+    ood_rate: float = Field(0.05, gt=0, lt=0.5, description="out-of-distribution threshold, chosen on validation: "
+                                                            "at most this share of each class's validation "
+                                                            "images (so of any mix of them) is flagged")
+
+    @field_validator("modalities", "body_parts")
+    @classmethod
+    def _dicom_terms(cls, values: list[str]) -> list[str]:
+        """DICOM code strings are upper case; 'dx' and ' DX ' mean DX."""
+        terms = [v.strip().upper() for v in values]
+        if any(not t for t in terms):
+            raise ValueError("empty value; use [] to check nothing")
+        return terms
+
+
 class MedicalImagingConfig(RunConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    domain: DomainConfig = DomainConfig()
     # ~5k small X-rays on a CPU; no early stopping (the cosine schedule runs to the end), training ends on
     # the exponential moving average of the weights (the smoke preset turns it off)
     train: TrainConfig = TrainConfig(epochs=20, batch_size=64, learning_rate=2e-3, early_stopping_patience=0,

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from deepsuite.common.commands import Options, inputs_field, output_field
 from deepsuite.common.export import ExportMetadata
@@ -31,6 +32,31 @@ class Decision(BaseModel):
     policy: str = Field(..., description="evaluation.threshold_policy it was chosen by")
 
 
+class ExpectedDomain(BaseModel):
+    """What the model is meant to see (config `domain`); predict checks a DICOM's header against it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modalities: list[str] = Field(default_factory=list, description="DICOM Modality values; [] = not checked")
+    body_parts: list[str] = Field(default_factory=list, description="DICOM BodyPartExamined values; [] = not "
+                                                                    "checked; a file that omits it passes")
+    policy: Literal["warn", "refuse"] = Field("warn", description="what a mismatch does: warn or refuse")
+
+
+class OodCheck(BaseModel):
+    """The out-of-distribution detector of the export (ood.py): statistics in `file`, threshold chosen on validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field(..., description="how the score is computed")
+    file: str = Field(..., description="the detector's statistics, beside model.keras")
+    threshold: float = Field(..., description="a score above it is out of distribution")
+    rate: float = Field(..., description="the target: at most this share of each class's validation images flagged")
+    chosen_on: str = Field(..., description="how the threshold was chosen")
+    val_flagged: float = Field(..., description="share of validation images above the threshold")
+    test_flagged: float | None = Field(None, description="share of test images above the threshold")
+
+
 class MedicalImagingMetadata(ExportMetadata):
     """What `load_data` (and, for `decision`, `evaluate`) learn that the model and `predict` need."""
 
@@ -41,6 +67,12 @@ class MedicalImagingMetadata(ExportMetadata):
     split: str = Field(..., description="how the splits were made, for the report")
     patient_split: PatientSplit | None = Field(None, description="folder sources with patient ids only")
     decision: Decision | None = Field(None, description="binary tasks: set by evaluate once the threshold is chosen")
+    domain: ExpectedDomain | None = Field(None, description="set by evaluate from config `domain`; None (exports "
+                                                            "before it existed): DICOM headers are not checked")
+    ood: OodCheck | None = Field(None, description="set by evaluate; None (exports before it existed): no "
+                                                   "out-of-distribution score")
+    # the fitted detector, from evaluate to export_extras (which writes ood.file); never serialised
+    _detector: Any = PrivateAttr(None)
 
 
 class PredictOptions(Options):

@@ -36,6 +36,24 @@ def is_dicom(path: str | Path) -> bool:
         return False
 
 
+def read_domain(path: str | Path) -> tuple[str | None, str | None]:
+    """(Modality, BodyPartExamined) from the header, upper-cased, None when absent or empty. Only these two
+    elements are read (`specific_tags`): nothing that names a patient is parsed, kept or shown."""
+    import pydicom
+
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "BodyPartExamined"])
+    except Exception:  # noqa: BLE001 - read_dicom, which runs first, has already said what is wrong with the file
+        return None, None
+    return _code(dataset.get("Modality")), _code(dataset.get("BodyPartExamined"))
+
+
+def _code(value) -> str | None:
+    """A DICOM code string as shown in messages: printable, upper case, at most 32 characters, or None."""
+    text = "".join(ch for ch in str(value or "") if ch.isprintable()).strip().upper()[:32]
+    return text or None
+
+
 def read_dicom(path: str | Path, channels: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
     """Return an HxWxC uint8 display image of the first frame; `size` (h, w) resizes."""
     import pydicom

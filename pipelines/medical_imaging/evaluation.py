@@ -4,8 +4,14 @@ For a binary task the decision threshold is chosen on the validation split (Youd
 sensitivity/specificity) and then applied unchanged to test, so the reported sensitivity and
 specificity are those of a fixed operating point, as in a deployed device. The threshold travels
 with the exported model (`decision` in deepsuite.json) so `deepsuite predict` uses the same one.
+
+The out-of-distribution detector (ood.py) is fitted on the training images' features, its threshold chosen
+on validation; the share of test images it flags is reported (`ood_flagged_fraction`), and the expected
+domain (config `domain`) and the detector's threshold go into the export's metadata for predict.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -13,9 +19,9 @@ from deepsuite.common import metrics_binary as mb
 from deepsuite.common import reports
 from deepsuite.common.metrics import classification_metrics
 from deepsuite.common.pipeline import Evaluation, Splits, to_numpy
-from deepsuite.pipelines.medical_imaging import figures
-from deepsuite.pipelines.medical_imaging.config import EvaluationConfig, MedicalImagingConfig
-from deepsuite.pipelines.medical_imaging.contract import Decision
+from deepsuite.pipelines.medical_imaging import figures, ood
+from deepsuite.pipelines.medical_imaging.config import DomainConfig, EvaluationConfig, MedicalImagingConfig
+from deepsuite.pipelines.medical_imaging.contract import Decision, ExpectedDomain, OodCheck
 
 
 def evaluate(model, splits: Splits, config: MedicalImagingConfig) -> Evaluation:
@@ -30,9 +36,49 @@ def evaluate(model, splits: Splits, config: MedicalImagingConfig) -> Evaluation:
     else:
         evaluation = evaluate_multiclass(model, splits, test_probs, config.evaluation)
     evaluation.notes.insert(0, f"splits: {meta.split}")
+    meta.domain = ExpectedDomain(modalities=config.domain.modalities, body_parts=config.domain.body_parts,
+                                 policy=config.domain.policy)
+    check_ood(model, splits, config.domain, evaluation)
     if meta.patient_split and meta.patient_split.known:
         evaluation.metrics["split_shared_patients"] = float(meta.patient_split.shared_patients)
     return evaluation
+
+
+def check_ood(model, splits: Splits, config: DomainConfig, evaluation: Evaluation) -> None:
+    """Fit the out-of-distribution detector on train, choose its threshold on validation, report test's
+    flagged share; the detector rides on the metadata to `export_extras`, which writes it."""
+    meta, names = splits.metadata, splits.metadata.class_names
+    features = ood.feature_extractor(model)
+    detector = ood.Detector.fit(features(splits.train.x), np.asarray(splits.train.y))
+    y_val, y_test = np.asarray(splits.val.y), np.asarray(splits.test.y)
+    val_scores, test_scores = detector.score(features(splits.val.x)), detector.score(features(splits.test.x))
+    threshold = ood.class_balanced_threshold(val_scores, y_val, config.ood_rate)
+    val_flagged, test_flagged = float(np.mean(val_scores > threshold)), float(np.mean(test_scores > threshold))
+    meta.ood = OodCheck(
+        method=f"Mahalanobis distance of the square-rooted pooled last feature map ({len(detector.means[0])} "
+               "features) to the nearest class's Gaussian (own Ledoit-Wolf shrunk covariance) fitted on train",
+        file=ood.OOD_FILE, threshold=threshold, rate=config.ood_rate,
+        chosen_on=f"validation: the largest of the classes' conformal ({1 - config.ood_rate:.0%}) quantiles",
+        val_flagged=val_flagged, test_flagged=test_flagged)
+    meta._detector = detector
+    evaluation.metrics |= {"ood_flagged_fraction": test_flagged, "ood_threshold": threshold,
+                           "val_ood_flagged_fraction": val_flagged}
+    evaluation.notes.append(
+        f"out-of-distribution score (Mahalanobis, feature space): threshold {threshold:.1f} chosen on validation so "
+        f"that at most {config.ood_rate:.0%} of each class is flagged; flags {val_flagged:.1%} of validation and "
+        f"{test_flagged:.1%} of test images")
+    rows = [(split, names[k], scores[y == k]) for split, scores, y in
+            (("validation", val_scores, y_val), ("test", test_scores, y_test)) for k in range(len(names))]
+    evaluation.tables["ood.csv"] = "split,class,images,flagged,flagged_fraction,median_score,threshold\n" + "".join(
+        f"{split},\"{name}\",{len(s)},{int(np.sum(s > threshold))},{np.mean(s > threshold) if len(s) else 0.0:.4f},"
+        f"{np.median(s) if len(s) else float('nan'):.2f},{threshold:.4f}\n" for split, name, s in rows)
+
+
+def write_extras(splits: Splits, export_dir) -> None:
+    """The fitted detector's statistics beside model.keras (predict reads them by metadata.ood.file)."""
+    meta = splits.metadata
+    if meta.ood is not None and meta._detector is not None:
+        meta._detector.save(Path(export_dir) / meta.ood.file)
 
 
 def evaluate_binary(model, splits: Splits, val_probs: np.ndarray, test_probs: np.ndarray,

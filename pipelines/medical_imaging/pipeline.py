@@ -46,5 +46,8 @@ class MedicalImagingPipeline(Pipeline):
     def evaluate(self, model, splits, config):
         return evaluation.evaluate(model, splits, config)
 
+    def export_extras(self, model, splits, config, export_dir):
+        evaluation.write_extras(splits, export_dir)
+
     def predict(self, model, export, options):
         return inference.predict(model, export, options)
