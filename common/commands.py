@@ -75,6 +75,14 @@ class Command:
         return None
 
     @property
+    def row_field(self) -> str | None:
+        """The option one row of the MLflow model's input fills: the inputs, else the first option (generate's
+        prompt, recommend's user); the other options are the model's params."""
+        return self.field_with_role("inputs") or next(
+            (name for name, info in self.options.model_fields.items()
+             if (info.json_schema_extra or {}).get(ROLE_KEY) not in ("output", "local_files")), None)
+
+    @property
     def inputs_are_files(self) -> bool:
         name = self.field_with_role("inputs")
         return bool(name and (self.options.model_fields[name].json_schema_extra or {}).get("files"))

@@ -96,7 +96,9 @@ def read(folder: Path, pipeline, manifest: Manifest | None = None) -> Export:
 
 
 def load_model(folder: Path, pipeline):
-    """Load model.keras after importing the pipeline's model module, which registers its custom layers."""
+    """Load model.keras for inference, after importing the pipeline's model module (it registers the custom
+    layers). Not compiled: inference needs no optimizer or loss, and an export whose optimizer was never built
+    (a tuner's weights-only restore) then loads without Keras warning that it skips the optimizer's variables."""
     import keras
 
     package = type(pipeline).__module__.rpartition(".")[0]
@@ -105,7 +107,7 @@ def load_model(folder: Path, pipeline):
     except ModuleNotFoundError:
         pass  # a pipeline without custom layers may keep its model elsewhere
     try:
-        return keras.saving.load_model(folder / MODEL_FILE)
+        return keras.saving.load_model(folder / MODEL_FILE, compile=False)
     except Exception as exc:  # noqa: BLE001 - keras raises several types for bad files
         raise DeepsuiteError(f"{folder / MODEL_FILE}: cannot load model ({exc})") from None
 

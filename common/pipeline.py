@@ -113,6 +113,25 @@ class Pipeline:
         """A few raw test inputs, saved with the model as its MLflow input example and signature."""
         return splits.test.head(4).x
 
+    def request_example(self, splits: Splits) -> tuple[list, dict[str, Any]] | None:
+        """(rows, params): a request as a user sends it to the MLflow model (its input example), e.g. two images
+        as pixel arrays and no params. By default two of `input_example`'s images (floats 0-1 as uint8) or
+        texts; a pipeline whose rows are something else (user ids, prompts) overrides this; None: no example."""
+        if not self.commands or not self.commands[0].row_field:
+            return None
+        example = self.input_example(splits)
+        if not isinstance(example, np.ndarray) or len(example) == 0:
+            return None
+        rows = example[:2]
+        if rows.dtype.kind in "OUS":
+            return [str(text) for text in rows], {}
+        if not self.commands[0].inputs_are_files or rows.ndim != 4 or rows.shape[-1] not in (1, 3, 4):
+            return None
+        if rows.dtype.kind == "f" and 0.0 <= rows.min() and rows.max() <= 1.0:
+            rows = np.round(rows * 255.0)
+        images = rows.astype(np.uint8)
+        return [(image[..., 0] if image.shape[-1] == 1 else image).tolist() for image in images], {}
+
     def run_name(self, config: RunConfig) -> str:
         kind = getattr(config.model, "kind", None) or self.name
         return f"{kind}-{config.preset}"

@@ -1,4 +1,4 @@
-"""Everything MLflow: the only module that imports mlflow.
+"""Everything MLflow: with mlflow_model.py (the logged model itself), the only module that imports mlflow.
 
 The store defaults to `sqlite:///<store>/mlflow.db` with artifacts under `<store>/artifacts`
 (MLflow refuses the plain file store now); `MLFLOW_TRACKING_URI` or `--tracking-uri` point at a
@@ -158,18 +158,7 @@ class Tracker:
             self.mlflow.log_metrics(finite, step=step)
 
     def log_dataset(self, name: str, source: str, digest: str, context: str, size: int) -> None:
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-        from mlflow.data.meta_dataset import MetaDataset
-
-        try:
-            from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-            dataset_source = resolve_dataset_source(source) if Path(source).exists() else None
-        except Exception:  # noqa: BLE001 - an unrecognised source is described by tags instead
-            dataset_source = None
-        dataset_source = dataset_source or CodeDatasetSource(tags={"source": source})
-        dataset = MetaDataset(source=dataset_source, name=name, digest=digest)
-        self.mlflow.log_input(dataset, context=context, tags={"size": str(size)})
+        self.mlflow.log_input(_dataset(name, source, digest), context=context, tags={"size": str(size)})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.mlflow.log_text(text, artifact_file)
@@ -180,25 +169,27 @@ class Tracker:
         else:
             self.mlflow.log_artifact(str(local_path), artifact_path)
 
-    def log_keras_model(self, model, input_example, metadata: Mapping[str, Any]) -> str:
-        """Log the model in MLflow's Keras flavour with a signature inferred from a real example.
-
-        Saved locally first, then uploaded: mlflow.keras.log_model (3.17) writes the input example
-        before creating its folder and fails, while save_model into an existing folder works.
-        """
+    def log_model(self, pipeline, export_dir: Path, example: tuple[list, dict] | None,
+                  test_metrics: Mapping[str, float], dataset: tuple[str, str, str]) -> str:
+        """Log the run's MLflow model (`deepsuite.common.mlflow_model`: the pyfunc over `export_dir`) as its
+        LoggedModel "model", then the test metrics, linked to the model and to the dataset (name, source,
+        digest) they were measured on; returns the model's `models:/m-<id>` URI. The test metrics are
+        logged (to the run alone) even when logging the model fails."""
         import tempfile
 
-        from mlflow.models import infer_signature
+        from deepsuite.common import mlflow_model
 
-        output = model.predict(input_example, verbose=0)
-        signature = infer_signature(input_example, output)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "model"
-            local.mkdir()
-            self.mlflow.keras.save_model(model, str(local), signature=signature, input_example=input_example,
-                                         metadata=dict(metadata), pip_requirements=_model_requirements())
-            self.mlflow.log_artifacts(str(local), "model")
-        return f"runs:/{self.run_id}/model"
+        model_id = None
+        try:
+            with tempfile.TemporaryDirectory(prefix="deepsuite-model-") as scratch:
+                model_id = mlflow_model.log(pipeline, export_dir, example, _model_requirements(),
+                                            metadata={"deepsuite_pipeline": pipeline.name, "run_id": self.run_id},
+                                            tags={PIPELINE_TAG: pipeline.name}, scratch=Path(scratch))
+        finally:
+            finite = {k: float(v) for k, v in test_metrics.items() if v is not None}
+            if finite:
+                self.mlflow.log_metrics(finite, model_id=model_id, dataset=_dataset(*dataset) if model_id else None)
+        return f"models:/{model_id}"
 
     def epoch_logger(self, skip_steps=frozenset()):
         """A Keras callback that logs every epoch's metrics at step=epoch+1, skipping steps already logged."""
@@ -312,10 +303,13 @@ class Tracker:
             except self.mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent search
                 pass
         run_id = model_uri.removeprefix("runs:/").split("/")[0] if model_uri.startswith("runs:/") else None
-        source = model_uri
+        source, model_id = model_uri, None
         if run_id:
             source = f"{self.mlflow.get_run(run_id).info.artifact_uri}/{model_uri.split('/', 2)[2]}"
-        version = client.create_model_version(name, source, run_id=run_id,
+        elif model_uri.startswith("models:/m-"):  # a LoggedModel: the version links to it and to its run
+            model_id = model_uri.removeprefix("models:/")
+            run_id = client.get_logged_model(model_id).source_run_id
+        version = client.create_model_version(name, source, run_id=run_id, model_id=model_id,
                                               tags={k: str(v) for k, v in tags.items()})
         client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
@@ -334,15 +328,37 @@ class Tracker:
         return found.run_id
 
 
+def _dataset(name: str, source: str, digest: str):
+    """The run's dataset as MLflow records it: a file source when `source` is a local path, else a description."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    try:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        dataset_source = resolve_dataset_source(source) if Path(source).exists() else None
+    except Exception:  # noqa: BLE001 - an unrecognised source is described by tags instead
+        dataset_source = None
+    dataset_source = dataset_source or CodeDatasetSource(tags={"source": source})
+    return MetaDataset(source=dataset_source, name=name, digest=digest)
+
+
 def _model_requirements() -> list[str]:
-    """The serving environment, stated instead of inferred: MLflow's inference re-imports the model in
-    a subprocess (several seconds and a second TensorFlow in memory for every run)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The serving environment, stated instead of inferred (inference re-imports the model in a subprocess:
+    seconds and a second TensorFlow in memory for every run): deepsuite's own dependencies and the Keras
+    backend, at the versions installed here. deepsuite itself travels as code with the model."""
+    from importlib.metadata import PackageNotFoundError, requires, version
 
     import keras
+    from packaging.requirements import Requirement
 
-    wanted = ["keras", "mlflow", "numpy", keras.backend.backend() if keras.backend.backend() != "tensorflow"
-              else "tensorflow"]
+    try:
+        declared = [Requirement(line) for line in requires("deepsuite") or []]
+        wanted = [r.name for r in declared if r.marker is None]  # extras (backends, server, test) have markers
+    except PackageNotFoundError:
+        wanted = ["keras", "mlflow", "numpy", "pydantic", "pillow"]
+    backend = keras.backend.backend()
+    wanted.append(backend if backend != "tensorflow" else "tensorflow")
     pins = []
     for name in wanted:
         for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):

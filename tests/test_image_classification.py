@@ -10,7 +10,9 @@ from PIL import Image
 from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
-from tests.support.serving import assert_confined, b64_file, json_lines, same_answers, scoring_server
+from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model,
+                                         mlflow_models_serve, model_file)
+from tests.support.serving import assert_confined, b64_file, json_lines, same_answers, scoring_server, tree
 from tests.support.store import only_run
 
 pytestmark = needs_fashion_mnist
@@ -41,38 +43,81 @@ def test_run_is_recorded_completely(smoke_run):
     assert [m.step for m in history] == [1, 2, 3]  # one point per epoch
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "fashion_mnist"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"plots", "export", "model", "report.html", "config.yaml", "tables"} <= artifacts
+    assert {"plots", "export", "report.html", "config.yaml", "tables"} <= artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/learning_curves.png", "plots/confusion_matrix.png"} <= plots
-    model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert "model/MLmodel" in model_files and "model/input_example.json" in model_files
+    # the MLflow model is the run's LoggedModel (Models page, models:/m-<id>), its test metrics linked to it
+    model = logged_model(folder, run)
+    model_files = {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    assert {"MLmodel", "input_example.json", "serving_input_example.json", "requirements.txt"} <= model_files
+    assert {"artifacts/export/model.keras", "artifacts/export/deepsuite.json"} <= {
+        a.path for a in client.list_logged_model_artifacts(model.model_id, "artifacts/export")}
+    linked = {m.key: m for m in model.metrics}
+    assert linked["test_accuracy"].value == metrics["test_accuracy"]
+    assert linked["test_accuracy"].dataset_name == "fashion_mnist" and linked["test_accuracy"].dataset_digest
+    assert model.params["model.dropout"] == "0.2" and model.tags["deepsuite.pipeline"] == "image-classification"
 
 
-def test_logged_mlflow_model_loads_and_predicts_like_the_export(smoke_run, monkeypatch):
-    """The `model/` artifact is usable as MLflow serves it: pyfunc-loaded by runs:/ URI, fed a tensor of its
-    signature's dtype and shape, it gives the exported model's probabilities."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    from deepsuite.app import registry
-    from deepsuite.common import export
-
+def test_logged_mlflow_model_answers_raw_images_like_the_cli(smoke_run, tmp_path, monkeypatch):
+    """`mlflow.pyfunc.load_model` on the logged model (by runs:/ and by models:/m-<id>) takes what a user has,
+    a PNG's bytes or a pixel array, with the command's options as params, and answers class names with the
+    probabilities `deepsuite predict --json` prints; its signature has the options as a params schema."""
     folder, _ = smoke_run
     _, run = only_run(folder, "image-classification")
-    uri = f"sqlite:///{folder}/mlruns/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)  # as mlflow.set_tracking_uri, undone after the test
-    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    [spec] = logged.metadata.get_input_schema().inputs
-    assert (spec.type, spec.shape) == (np.dtype("uint8"), (-1, 28, 28, 1))
-    images = labeled_images.load("fashion_mnist").test_x[:5]  # five real test images, (5, 28, 28, 1) uint8
-    assert images.dtype == spec.type and images.shape[1:] == spec.shape[1:]
-    exported = export.load_model(next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent,
-                                 registry.get("image-classification"))
-    expected = exported.predict(images, verbose=0)
-    served = np.asarray(logged.predict(images))
-    assert served.shape == (5, 10) and np.allclose(served, expected, rtol=1e-5, atol=1e-6)
-    assert np.allclose(served.sum(axis=1), 1, atol=1e-4)  # probabilities, not logits
+    image = labeled_images.load("fashion_mnist").test_x[7, ..., 0]
+    Image.fromarray(image).save(tmp_path / "item.png")
+    cli = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), "--top", "4", "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    [expected] = json_lines(cli.out)
+    by_run = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in by_run.metadata.get_params_schema().params}
+    assert params == {"command": ("string", "predict"), "top": ("long", 3)}
+    by_file, by_array = by_run.predict([b64_file(tmp_path / "item.png"), image], params={"top": 4})
+    assert len(expected["top"]) == 4 and same_answers(by_file, {**expected, "input": "inputs[0]"}), (by_file, expected)
+    assert same_answers(by_array, {**expected, "input": "inputs[1]"}), (by_array, expected)
+    by_id = load_pyfunc(folder, f"models:/{logged_model(folder, run).model_id}", monkeypatch)
+    [served] = answer_as_served(by_id, {"inputs": [image.tolist()], "params": {"top": 4}})  # the server's JSON
+    assert same_answers(served, {**expected, "input": "inputs[0]"}), (served, expected)
+    [default] = answer_as_served(by_id, {"inputs": [b64_file(tmp_path / "item.png")]})
+    assert len(default["top"]) == 3  # the params schema's default
+    example = json.loads(model_file(folder, run, "serving_input_example.json", tmp_path / "model").read_text())
+    assert len(answer_as_served(by_id, example)) == 2  # the logged example serves: two 28x28 pixel arrays
+
+
+def test_logged_mlflow_model_takes_data_not_paths_and_writes_nothing_here(smoke_run, tmp_path, monkeypatch):
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-classification")
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": path},
+                                                               {"inputs": [path], "params": {"top": 2}}],
+                           monkeypatch, refused=True)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_like_the_cli(smoke_run, tmp_path):
+    """MLflow's own scoring server (`mlflow models serve -m runs:/<id>/model --env-manager local`) answers a
+    curl-style JSON request on raw images as `deepsuite predict` does, and refuses a path with a 400."""
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-classification")
+    image = labeled_images.load("fashion_mnist").test_x[11, ..., 0]
+    Image.fromarray(image).save(tmp_path / "item.png")
+    with mlflow_models_serve(f"runs:/{run.info.run_id}/model", folder) as server:  # starts while the CLI runs
+        cli = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), "--top", "2", "--json"], cwd=folder)
+        assert cli.code == 0, cli.err[-2000:]
+        [expected] = json_lines(cli.out)
+        server.wait_ready()
+        before = tree(folder)
+        status, body = server.post({"inputs": [b64_file(tmp_path / "item.png"), image.tolist()],
+                                    "params": {"top": 2}})
+        assert status == 200, (body, server.output())
+        refused, error = server.post({"inputs": [str(tmp_path / "item.png")]})
+        assert tree(folder) == before
+    by_file, by_array = body["predictions"]
+    assert same_answers(by_file, {**expected, "input": "inputs[0]"}), (by_file, expected)
+    assert same_answers(by_array, {**expected, "input": "inputs[1]"}), (by_array, expected)
+    assert refused == 400 and "is a string: the server takes the file's data, not a path" in error["message"]
 
 
 def test_smoke_model_learns_something(smoke_run):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.support.data import needs_set12
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc
 from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
                                    scoring_server, without)
 from tests.support.store import only_run
@@ -83,6 +84,36 @@ def test_served_denoising_equals_the_cli_on_the_same_image(smoke_run, tmp_path):
     assert same_answers(without([served], "input", "output", "summary"), without([expected], "input", "output", "summary"))
     assert served["output"]["name"] == "02-denoised.png" == (tmp_path / "out" / "02-denoised.png").name
     assert np.array_equal(b64_pixels(served["output"]), file_pixels(expected["output"]))
+
+
+@needs_set12
+def test_logged_mlflow_model_denoises_image_data_like_the_cli(smoke_run, tmp_path, monkeypatch):
+    """The logged MLflow model takes a noisy image's bytes, tiles as params, and sends the denoised PNG back
+    base64-encoded: the pixels `deepsuite denoise` writes; paths are refused and nothing is written here."""
+    from mlflow.exceptions import MlflowException
+
+    folder, _ = smoke_run
+    _, run = only_run(folder, "image-denoising")
+    noisy = SET12 / "02.png"
+    cli = run_cli(["denoise", run.info.run_id, str(noisy), "-o", str(tmp_path / "out"), "--tile", "128", "--overlap",
+                   "16", "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    [expected] = json_lines(cli.out)
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
+    assert params == {"command": ("string", "denoise"), "output": ("boolean", False), "tile": ("long", 256),
+                      "overlap": ("long", 32)}
+    [served] = answer_as_served(model, {"inputs": [b64_file(noisy)], "params": {"tile": 128, "overlap": 16}})
+    assert same_answers(without([served], "input", "output", "summary"), without([expected], "input", "output", "summary"))
+    assert served["input"] == "inputs[0]" and served["output"]["name"] == "02-denoised.png"
+    assert np.array_equal(b64_pixels(served["output"]), file_pixels(expected["output"]))
+    with pytest.raises(MlflowException, match="'tile' 100000: Input should be less than or equal to 1024"):
+        model.predict([b64_file(noisy)], params={"tile": 100_000})
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": [b64_file(noisy)],
+                                                                                    "params": {"output": path}}],
+                           monkeypatch, refused=True)
 
 
 @needs_set12

@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 
 from tests.support.data import needs_pneumonia
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc, model_file
 from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
                                    scoring_server, without)
 
@@ -59,7 +60,7 @@ def _artifact_text(client, run_id, path):
 
 
 @needs_pneumonia
-def test_run_logs_clinical_metrics_curves_and_gradcam(smoke_run):
+def test_run_logs_clinical_metrics_curves_and_gradcam(smoke_run, tmp_path):
     folder, result = smoke_run
     client, run = only_run(folder)
     assert run.info.status == "FINISHED" and "done: medical-imaging" in result.out
@@ -72,11 +73,10 @@ def test_run_logs_clinical_metrics_curves_and_gradcam(smoke_run):
     assert {"plots/roc_curve.png", "plots/precision_recall_curve.png", "plots/confusion_matrix.png",
             "plots/calibration.png", "plots/gradcam.png", "plots/learning_curves.png"} <= plots
     assert run.data.params["data.size.test"] == "200" and run.data.params["model.class_weight"] == "balanced"
-    # the logged MLflow model's input example is synthetic: no patient's scan goes into the tracking store
-    from mlflow.models import Model
-
-    local = client.download_artifacts(run.info.run_id, "model")
-    example = np.asarray(Model.load(local).load_input_example(local))
+    # the logged MLflow model's input example (two images as pixel arrays) is synthetic: no patient's scan
+    # goes into the tracking store
+    example = np.asarray(json.loads(model_file(folder, run, "input_example.json", tmp_path / "model").read_text())
+                         ["inputs"])
     with np.load(PNEUMONIA) as stored:
         scans = stored["test_images"].reshape(len(stored["test_images"]), -1)
     assert example.shape[1:3] == (28, 28) and not any((scans == row.reshape(-1)).all(axis=1).any() for row in example)
@@ -150,6 +150,33 @@ def test_served_predictions_and_gradcam_equal_the_cli_on_the_same_xray(smoke_run
     assert served["summary"] == expected["summary"].replace(f"{tmp_path / 'cams'}/", "").replace(
         str(tmp_path / "xray.png"), "inputs[0]")
     assert np.array_equal(b64_pixels(served["gradcam"]), file_pixels(expected["gradcam"]))  # the same overlay
+
+
+@needs_pneumonia
+def test_logged_mlflow_model_answers_an_xray_with_its_gradcam_like_the_cli(smoke_run, tmp_path, monkeypatch):
+    """The logged MLflow model takes an X-ray's bytes, answers what `deepsuite predict --json` prints and, with
+    the param "output": true, sends the Grad-CAM overlay back base64-encoded; paths are refused and nothing is
+    written here (the overlay is drawn in a per-request temporary folder)."""
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    _save_enlarged_test_xray(3, tmp_path / "xray.png")
+    cli = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "--output", str(tmp_path / "cams"),
+                   "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    [expected] = json_lines(cli.out)
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
+    assert params == {"command": ("string", "predict"), "output": ("boolean", False)}
+    [served] = answer_as_served(model, {"inputs": [b64_file(tmp_path / "xray.png")], "params": {"output": True}})
+    [plain] = answer_as_served(model, {"inputs": [b64_file(tmp_path / "xray.png")]})  # overlay not asked for
+    assert plain["gradcam"] == "xray.gradcam.png" and served["input"] == "inputs[0]"
+    assert same_answers(without([served], "input", "gradcam", "summary"), without([expected], "input", "gradcam", "summary"))
+    assert np.array_equal(b64_pixels(served["gradcam"]), file_pixels(expected["gradcam"]))  # the same overlay
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [
+        {"inputs": [path], "params": {"output": True}},
+        {"inputs": [b64_file(tmp_path / "xray.png")], "params": {"output": path}}], monkeypatch, refused=True)
 
 
 @needs_pneumonia

@@ -8,6 +8,8 @@ import pytest
 
 from deepsuite.pipelines.recommendation.ratings import load_ratings
 from tests.support.cli import run_cli
+from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model,
+                                         model_file)
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
 
@@ -53,7 +55,9 @@ def test_mf_run_is_recorded_with_rating_and_ranking_metrics(mf_run):
     assert "most popular" in comparison and "EASE" in comparison
     export = {a.path for a in client.list_artifacts(run.info.run_id, "export")}
     assert {"export/model.keras", "export/recommendation.json", "export/deepsuite.json"} <= export
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    model = logged_model(folder, run)  # the MLflow model: a LoggedModel, its test metrics linked to it
+    assert {"MLmodel", "input_example.json"} <= {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    assert {"test_rmse", "test_ndcg_at_10"} <= {m.key for m in model.metrics}
 
 
 def test_recommend_titles_exclude_what_the_user_rated(mf_run, movielens):
@@ -83,6 +87,32 @@ def test_served_recommendations_equal_the_cli_for_the_same_user(mf_run, tmp_path
         assert_confined(server, folder, tmp_path, lambda path: [{"user": path}, {"users": path, "top": 3}])
     assert [a["rank"] for a in expected] == list(range(1, 7)) and expected[0]["fallback"] is None
     assert same_answers(without(served), without(expected)), (served, expected)
+
+
+def test_logged_mlflow_model_recommends_for_user_ids_like_the_cli(mf_run, tmp_path, monkeypatch):
+    """The logged MLflow model takes user ids as its rows and `top` as a param (`{"inputs": ["42"], "params":
+    {"top": 6}}`), one recommendation list per user, what `deepsuite recommend --json` prints."""
+    folder, _ = mf_run
+    _, run = only_run(folder, "recommendation")
+    cli = run_cli(["recommend", run.info.run_id, "--user", "42", "--top", "6", "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    expected = json_lines(cli.out)
+    model = load_pyfunc(folder, f"models:/{logged_model(folder, run).model_id}", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
+    assert params == {"command": ("string", "recommend"), "top": ("long", 10)}
+    served = answer_as_served(model, {"inputs": ["42"], "params": {"top": 6}})
+    assert same_answers(without(served), without(expected)), (served, expected)
+    as_number = answer_as_served(model, {"inputs": [42, "no-such-user"], "params": {"top": 6}})  # two users
+    assert same_answers(without(as_number[:6]), without(expected)) and len(as_number) == 12
+    assert as_number[6]["fallback"] is not None or "unknown" in as_number[6]["summary"]
+    example = json.loads(model_file(folder, run, "input_example.json", tmp_path / "model").read_text())
+    example, params = example["inputs"], example["params"]
+    assert len(example) == 2 and params == {"top": 5}  # two test users' ids
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": [path],
+                                                                                    "params": {"top": 3}}],
+                           monkeypatch, refused=False)
 
 
 def test_unknown_user_gets_popular_items_and_is_told(mf_run):

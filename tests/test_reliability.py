@@ -96,7 +96,8 @@ def test_resume_after_sigkill_mid_epoch(tmp_path):
         assert sorted(steps) == [1, 2, 3, 4, 5], (key, steps)  # none missing, none duplicated
     assert run.data.params["train.epochs"] == "5"  # the saved config, not the CLI's smoke default
     assert run.data.metrics["test_accuracy"] > 0.6  # 3 classes: the resumed model learned
-    assert {"export", "model"} <= {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert "export" in {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert [o.model_id for o in run.outputs.model_outputs]  # the MLflow model, a LoggedModel of the run
 
 
 class DivergingPipeline(Pipeline):
@@ -131,7 +132,8 @@ def test_nan_loss_marks_run_failed_without_model(tmp_path):
     experiment = client(tmp_path).get_experiment_by_name("diverging")
     (run,) = client(tmp_path).search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED" and "TrainingDiverged" in run.data.tags["deepsuite.status_reason"]
-    assert not {"export", "model"} & {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert "export" not in {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert not run.outputs.model_outputs  # and no MLflow model
 
 
 
@@ -171,7 +173,8 @@ def test_ctrl_c_marks_run_killed(tmp_path):
     assert proc.returncode == 130 and "interrupted" in err
     (run,) = runs(tmp_path)
     assert run.info.status == "KILLED" and "Ctrl-C" in run.data.tags["deepsuite.status_reason"]
-    assert not {"export", "model"} & {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert "export" not in {a.path for a in client(tmp_path).list_artifacts(run.info.run_id)}
+    assert not run.outputs.model_outputs  # and no MLflow model
 
 
 def test_three_concurrent_runs_share_one_store(tmp_path):

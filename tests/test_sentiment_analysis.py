@@ -11,6 +11,8 @@ import pytest
 
 from deepsuite.common.errors import DataError
 from tests.support.cli import run_cli
+from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model,
+                                         model_file)
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 
 SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
@@ -58,7 +60,9 @@ def test_run_records_metrics_report_and_split(tf_run):
     assert {"plots/learning_curves.png", "plots/confusion_matrix.png", "plots/roc_curve.png"} <= artifacts("plots")
     assert {"tables/most_confident_errors.csv", "tables/most_confident_errors.html"} <= artifacts("tables")
     assert {"export/model.keras", "export/deepsuite.json", "export/vocabulary.txt"} <= artifacts("export")
-    assert "model/MLmodel" in artifacts("model")
+    model = logged_model(folder, run)  # the MLflow model: a LoggedModel, its test metrics linked to it
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    assert {m.key for m in model.metrics} >= {"test_accuracy", "test_roc_auc"}
     local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="tables",
                                                 tracking_uri=f"sqlite:///{folder}/mlruns/mlflow.db")
     rows = list(csv.DictReader(io.open(f"{local}/most_confident_errors.csv", encoding="utf-8")))
@@ -97,6 +101,31 @@ def test_served_predictions_equal_the_cli_on_the_same_texts(tf_run, tmp_path):
         assert_confined(server, folder, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": ["ok"], "files": [path]}])
     assert [a["input"] for a in expected] == ["[1]", "[2]", "[3]"] and expected[2]["label"] is None
     assert same_answers(without(served), without(expected)), (served, expected)
+
+
+def test_logged_mlflow_model_answers_texts_like_the_cli(tf_run, tmp_path, monkeypatch):
+    """The logged MLflow model takes the texts themselves (`{"inputs": ["great film", ...]}`), as
+    `mlflow models serve` passes them, and answers what `deepsuite predict --json` prints; a text that names
+    a file is classified as a text, never opened, and nothing is written here."""
+    folder, _ = tf_run
+    _, run = only_run(folder)
+    texts = ["A gorgeous, witty delight.", "Dull, lifeless and far too long.", ""]
+    cli = run_cli(["predict", run.info.run_id, *texts, "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    expected = json_lines(cli.out)
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    assert [p.name for p in model.metadata.get_params_schema().params] == ["command"]  # `files` is the CLI's only
+    served = answer_as_served(model, {"inputs": texts})
+    assert same_answers(without(served), without(expected)), (served, expected)
+    [one] = model.predict("A gorgeous, witty delight.")
+    assert same_answers(without([one]), without(expected[:1]))
+    example = json.loads(model_file(folder, run, "input_example.json", tmp_path / "model").read_text())["inputs"]
+    assert len(example) == 2 and all(isinstance(text, str) and text for text in example)  # two test sentences
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [{"inputs": [path]}, {"inputs": ["ok"],
+                                                                                    "params": {"files": [path]}}],
+                           monkeypatch, refused=False)
 
 
 def test_predict_on_non_utf8_file_is_one_clear_line(tf_run, tmp_path):

@@ -168,8 +168,8 @@ def test_two_concurrent_runs_on_a_postgres_backed_server(tmp_path):
             assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied through the server
             plot = Path(client.download_artifacts(run_id, "plots/confusion_matrix.png", str(tmp_path / run_id)))
             assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            model_files = {a.path for a in client.list_artifacts(run_id, "model")}
-            assert "model/MLmodel" in model_files
+            [model_id] = [o.model_id for o in run.outputs.model_outputs]  # the MLflow model, a LoggedModel
+            assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model_id)}
             assert list(artifacts.rglob(f"{run_id}/artifacts/export/model.keras"))  # on the server's disk
 
         with psycopg.connect(database) as connection, connection.cursor() as cursor:  # really in PostgreSQL

@@ -10,6 +10,7 @@ from deepsuite.app import invoke as predict
 from deepsuite.common.errors import ConfigError, DataError
 from tests.support.data import needs_tiny_shakespeare
 from tests.support.cli import SHARED_DATA, run_cli
+from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc, model_file
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
 
@@ -89,6 +90,42 @@ def test_served_generation_equals_the_cli_with_the_same_seed(smoke_run, tmp_path
     export = next((folder / "mlruns" / "artifacts").rglob("export/model.keras")).parent
     in_process = predict.invoke("generate", str(export), {**options, "temperature": 0.0, "seed": 3})
     assert same_answers(without(greedy), without(in_process)), (greedy, in_process)
+
+
+@needs_tiny_shakespeare
+def test_logged_mlflow_model_continues_prompts_like_the_cli(smoke_run, tmp_path, monkeypatch):
+    """The logged MLflow model takes prompts as its rows and the sampling options as params, typed in its
+    params schema with the options' defaults (None where unset), and generates what `deepsuite generate`
+    does with the same seed; its limits hold (max_tokens <= 4096)."""
+    from mlflow.exceptions import MlflowException
+
+    folder, _ = smoke_run
+    _, run = only_run(folder, "text-generation")
+    cli = run_cli(["generate", run.info.run_id, "--prompt", "JULIET:", "--max-tokens", "40", "--temperature", "0.9",
+                   "--top-k", "30", "--seed", "11", "--json"], cwd=folder)
+    assert cli.code == 0, cli.err[-2000:]
+    expected = json_lines(cli.out)
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
+    assert params == {"command": ("string", "generate"), "max_tokens": ("long", 300), "temperature": ("double", 1.0),
+                      "top_k": ("long", None), "top_p": ("double", None), "seed": ("long", None),
+                      "stop": ("string", None)}
+    served = answer_as_served(model, {"inputs": ["JULIET:"], "params": {"max_tokens": 40, "temperature": 0.9,
+                                                                        "top_k": 30, "seed": 11}})
+    assert expected[0]["tokens"] == 40 and same_answers(without(served), without(expected)), (served, expected)
+    two = model.predict(["JULIET:", "ROMEO:"], params={"max_tokens": 5, "temperature": 0.0})  # one answer a prompt
+    assert [a["prompt"] for a in two] == ["JULIET:", "ROMEO:"] and all(a["tokens"] == 5 for a in two)
+    with pytest.raises(MlflowException, match="'max_tokens' 100000: Input should be less than or equal to 4096"):
+        model.predict(["ROMEO:"], params={"max_tokens": 100_000})
+    example = json.loads(model_file(folder, run, "input_example.json", tmp_path / "model").read_text())
+    example, params = example["inputs"], example["params"]
+    assert len(example) == 1 and example[0] and params == {"max_tokens": 20, "seed": 1}  # the test text's start
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_pyfunc_confined(model, cwd, tmp_path, lambda path: [{"inputs": [path], "params": {"max_tokens": 5}},
+                                                               {"inputs": ["A"], "params": {"stop": path,
+                                                                                            "max_tokens": 5}}],
+                           monkeypatch, refused=False)
 
 
 @needs_tiny_shakespeare

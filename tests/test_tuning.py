@@ -11,6 +11,7 @@ from deepsuite.app import registry
 from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
+from tests.support.mlflow_models import load_pyfunc
 from tests.support.store import client_for
 
 TINY = ["--preset", "smoke", "--set", "data.max_train_samples=300", "--set", "data.max_test_samples=100"]
@@ -50,7 +51,9 @@ def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
     client = client_for(folder)
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "best_val_accuracy")][:2] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_config.yaml", "search_space.json", "export", "model"} <= artifacts
+    assert {"best_config.yaml", "search_space.json", "export"} <= artifacts
+    [model] = [client.get_logged_model(o.model_id) for o in parent.outputs.model_outputs]  # the best trial's model
+    assert model.name == "model" and {m.key for m in model.metrics} >= {"test_accuracy"}
     best_yaml = client.download_artifacts(parent.info.run_id, "best_config.yaml", str(folder))
     assert "learning_rate" in open(best_yaml).read()
     for trial in trials:
@@ -69,13 +72,18 @@ def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
 
 
 @needs_fashion_mnist
-def test_best_model_is_registered_and_predicts_by_models_uri(search, tmp_path):
+def test_best_model_is_registered_and_predicts_by_models_uri(search, tmp_path, monkeypatch):
     folder, result = search
     [parent] = runs_of(folder, "search")
     version = client_for(folder).get_model_version_by_alias("image-classification", "best")
     assert version.run_id == parent.info.run_id
-    assert "registered models:/image-classification@best" in result.out
+    [output] = parent.outputs.model_outputs  # the registered version is the parent run's logged model
+    assert version.source == f"models:/{output.model_id}"
+    best = load_pyfunc(folder, "models:/image-classification@best", monkeypatch)  # as `mlflow models serve -m` loads it
     data = labeled_images.load("fashion_mnist")
+    [answer] = best.predict([data.test_x[0, ..., 0]], params={"top": 2})
+    assert answer["label"] in labeled_images.FASHION_MNIST_CLASSES and len(answer["top"]) == 2
+    assert "registered models:/image-classification@best" in result.out
     Image.fromarray(data.test_x[0, ..., 0]).save(tmp_path / "item.png")
     answer = run_cli(["predict", "models:/image-classification@best", str(tmp_path / "item.png"), "--json"],
                      cwd=folder)

@@ -1,8 +1,9 @@
 """After the search: the best trial's model restored (or retrained), evaluated, exported and registered.
 
 The export goes to the search's parent run exactly as `deepsuite run` exports (export/model.keras +
-deepsuite.json + the MLflow model), and the MLflow model is registered as `<pipeline>` with an alias
-(default "best"), so `deepsuite predict models:/<pipeline>@best <input>` works like a run id does.
+deepsuite.json + the MLflow model, a LoggedModel with the test metrics linked to it), and that model is registered
+as `<pipeline>` with an alias (default "best"), so `deepsuite predict models:/<pipeline>@best <input>` and
+`mlflow models serve -m models:/<pipeline>@best` work like a run id does.
 """
 from __future__ import annotations
 
@@ -83,8 +84,7 @@ def finalize(search) -> BestModel:
     for context, size in splits.sizes().items():
         tracker.log_dataset(splits.info.name, splits.info.source, splits.info.digest, context, size)
     evaluation = pipeline.evaluate(model, splits, config)
-    result.test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}
-    tracker.log_metrics(result.test_metrics)
+    result.test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}  # logged by _export
     out_dir = project_dir / "outputs"
     runner._write_report(pipeline, config, tracker, evaluation, {}, result.test_metrics, out_dir)
     _, result.model_uri = runner._export(pipeline, model, splits, config, tracker, out_dir, result.test_metrics)

@@ -41,6 +41,9 @@ class RecommendationPipeline(Pipeline):
     def export_extras(self, model, splits: RatingSplits, config: cfg.RecommendationConfig, export_dir) -> None:
         inference.write_extras(splits, config, export_dir)
 
+    def request_example(self, splits: RatingSplits) -> tuple[list, dict]:
+        return [str(user) for user in splits.catalogue.test.raw_users[:2]], {"top": 5}  # two test users' ids
+
     def recommend(self, model, export, options: RecommendOptions) -> list[dict]:
         return inference.recommend(model, export, options)
 

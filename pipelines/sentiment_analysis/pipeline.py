@@ -41,6 +41,9 @@ class SentimentAnalysisPipeline(Pipeline):
     def evaluate(self, model, splits: Splits, config: cfg.SentimentAnalysisConfig) -> Evaluation:
         return evaluation.evaluate(model, splits, config)
 
+    def request_example(self, splits: Splits) -> tuple[list, dict]:
+        return list(splits.test.texts[:2]), {}  # the texts, whatever the model takes (strings or token ids)
+
     def export_extras(self, model, splits: Splits, config: cfg.SentimentAnalysisConfig, export_dir) -> None:
         inference.write_vocabulary(splits, export_dir)
 

@@ -50,6 +50,14 @@ class TextGenerationPipeline(Pipeline):
 
         return data.input_example(splits)
 
+    def request_example(self, splits: Splits) -> tuple[list, dict]:
+        """The start of the test text's first full line as the prompt; a short seeded sample."""
+        from deepsuite.pipelines.text_generation import inference
+
+        text = inference.metadata_tokenizer(splits.metadata).decode(splits.test.x[:256])
+        prompt = next((line[:12] for line in text.split("\n")[1:] if line.strip()), text[:12])
+        return [prompt], {"max_tokens": 20, "seed": 1}
+
     def export_extras(self, model, splits: Splits, config: cfg.TextGenerationConfig, export_dir) -> None:
         from deepsuite.pipelines.text_generation import inference
 
