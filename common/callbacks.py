@@ -143,15 +143,18 @@ class EpochFeed(keras.callbacks.Callback):
         self.dataset.set_epoch(epoch)
 
 
-def _random_state(model) -> list[np.ndarray]:
+def _random_variables(model) -> list:
     """The model's random-generator states (dropout, augmentation): its variables that are not weights."""
     weights = {id(v) for v in model.weights}
-    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.variables if id(v) not in weights]
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _random_state(model) -> list[np.ndarray]:
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in _random_variables(model)]
 
 
 def _assign_random_state(model, states: list[np.ndarray]) -> None:
-    weights = {id(v) for v in model.weights}
-    variables = [v for v in model.variables if id(v) not in weights]
+    variables = _random_variables(model)
     if len(variables) != len(states):
         raise ValueError(f"the backup holds {len(states)} random-generator states but the model has "
                          f"{len(variables)}; it was saved from a different model")

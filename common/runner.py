@@ -71,7 +71,7 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         echo(f"MLflow run {run_name} ({run_id}) in {redact(tracker.uri)}")
         tracker.set_tags({"deepsuite.resumed": "true"} if resume_run_id else {})
         tracker.log_params(flatten(config.model_dump(mode="json")))
-        result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps)
+        result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps, env_tags)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted by the user (Ctrl-C); resume with --resume " + run_id)
         raise
@@ -130,7 +130,7 @@ def find_last_unfinished(pipeline: Pipeline, config: RunConfig, tracking_uri: st
 
 
 def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_dir: Path,
-                echo: Callable[[str], None], logged_steps: set[int]) -> dict[str, Any]:
+                echo: Callable[[str], None], logged_steps: set[int], env_tags: dict[str, str]) -> dict[str, Any]:
     started = time.time()
     splits = pipeline.load_data(config)
     if not logged_steps:
@@ -149,7 +149,7 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
     test_metrics = {f"test_{k}": float(v) for k, v in evaluation.metrics.items()}  # logged by _export
 
     out_dir = work_dir / "outputs"
-    facts = _run_facts(splits, config, tracker, history, fit_seconds, resumed=bool(logged_steps))
+    facts = _run_facts(splits, config, env_tags, history, fit_seconds, resumed=bool(logged_steps))
     report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir, facts)
     model_path, model_uri = _export(pipeline, model, splits, config, tracker, out_dir, test_metrics)
     tracker.log_metrics({"total_seconds": time.time() - started})
@@ -240,13 +240,13 @@ def progress_mode(verbose) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def _run_facts(splits: Splits, config: RunConfig, tracker: Tracker, history: dict[str, list[float]],
+def _run_facts(splits: Splits, config: RunConfig, tags: dict[str, str], history: dict[str, list[float]],
                fit_seconds: float, resumed: bool) -> list[tuple[str, str]]:
     """What a reader of one run's report asks first: which data, how long it trained, on what."""
     import os
     import platform
 
-    info, tags = splits.info, tracker.get_run(tracker.run_id).data.tags
+    info = splits.info
     epochs = len(history.get("loss", []))
     training = f"{epochs} of {config.train.epochs} epochs"
     if epochs < config.train.epochs and config.train.early_stopping_patience:

@@ -107,6 +107,19 @@ def _save_enlarged_test_xray(index, path):
         Image.fromarray(np.kron(stored["test_images"][index], np.ones((4, 4), np.uint8))).save(path)
 
 
+def _predict_test_xray(smoke_run, index, tmp_path, output):
+    """(folder, run, the one answer) of `deepsuite predict RUN xray.png --output OUTPUT --json` on test image
+    `index`, saved enlarged as tmp_path/xray.png."""
+    folder, _ = smoke_run
+    _, run = only_run(folder)
+    _save_enlarged_test_xray(index, tmp_path / "xray.png")
+    result = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "--output", str(output), "--json"],
+                     cwd=folder)
+    assert result.code == 0, result.err[-2000:]
+    [answer] = json_lines(result.out)
+    return folder, run, answer
+
+
 @needs_pneumonia
 def test_predict_png_and_dicom_prints_probability_and_writes_gradcam(smoke_run, tmp_path):
     folder, _ = smoke_run
@@ -157,13 +170,7 @@ def test_logged_mlflow_model_answers_an_xray_with_its_gradcam_like_the_cli(smoke
     """The logged MLflow model takes an X-ray's bytes, answers what `deepsuite predict --json` prints and, with
     the param "output": true, sends the Grad-CAM overlay back base64-encoded; paths are refused and nothing is
     written here (the overlay is drawn in a per-request temporary folder)."""
-    folder, _ = smoke_run
-    _, run = only_run(folder)
-    _save_enlarged_test_xray(3, tmp_path / "xray.png")
-    cli = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "--output", str(tmp_path / "cams"),
-                   "--json"], cwd=folder)
-    assert cli.code == 0, cli.err[-2000:]
-    [expected] = json_lines(cli.out)
+    folder, run, expected = _predict_test_xray(smoke_run, 3, tmp_path, tmp_path / "cams")
     model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
     params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
     assert params == {"command": ("string", "predict"), "output": ("boolean", False)}
@@ -419,13 +426,7 @@ def test_ct_and_mr_slices_are_flagged_out_of_distribution_with_a_modality_warnin
 
 @needs_pneumonia
 def test_a_chest_xray_is_in_distribution_and_warned_about_by_nothing(smoke_run, tmp_path):
-    folder, _ = smoke_run
-    _, run = only_run(folder)
-    _save_enlarged_test_xray(1, tmp_path / "xray.png")
-    result = run_cli(["predict", run.info.run_id, str(tmp_path / "xray.png"), "-o", str(tmp_path / "cam.png"),
-                      "--json"], cwd=folder)
-    assert result.code == 0, result.err[-2000:]
-    answer = json.loads(result.out)
+    _, _, answer = _predict_test_xray(smoke_run, 1, tmp_path, tmp_path / "cam.png")
     assert answer["out_of_distribution"] is False and answer["warnings"] == [] and "dicom" not in answer
     assert "OUT OF DISTRIBUTION" not in answer["summary"] and "WARNING" not in answer["summary"]
 
