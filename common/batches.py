@@ -5,6 +5,7 @@ Keras shuffles arrays (and the batch order of a PyDataset) from random state tha
 a run resumed at epoch 4 would get epoch 1's order, and its curves would leave the uninterrupted run's.
 Here every epoch's order is drawn from `np.random.default_rng([seed, epoch])`, and the epoch is told to
 the dataset by `callbacks.EpochFeed` at the start of each epoch (Keras counts epochs from the resumed one).
+On TensorFlow, arrays take the tf.data form of the same idea (tf_batches.py; `epoch_seeded_arrays` picks).
 """
 from __future__ import annotations
 
@@ -53,15 +54,15 @@ class ShuffledArrays(EpochSeeded):
 
     def __getitem__(self, index: int):
         rows = self._rows(index)
-        x = {k: _typed(v[rows]) for k, v in self.x.items()} if isinstance(self.x, dict) else _typed(self.x[rows])
+        x = {k: v[rows] for k, v in self.x.items()} if isinstance(self.x, dict) else self.x[rows]
         return (x,) if self.y is None else (x, self.y[rows])
 
 
-def _typed(values: np.ndarray):
-    """Raw strings (text models that vectorize inside, TensorFlow only) as string tensors: Keras cannot give
-    an object array a dtype when it types a PyDataset's batches."""
-    if values.dtype.kind not in "OUS":
-        return values
-    import tensorflow as tf  # string inputs exist only on the TensorFlow backend
+def epoch_seeded_arrays(x: Any, y: Any, batch_size: int, seed: int):
+    """ShuffledArrays, or on TensorFlow its tf.data form (tf_batches.py: no Python call per batch); both have
+    `set_epoch`, the TensorFlow one gives fit() its `.dataset`."""
+    if keras.backend.backend() == "tensorflow":
+        from deepsuite.common.tf_batches import TensorFlowShuffledArrays
 
-    return tf.constant(values.astype(str))
+        return TensorFlowShuffledArrays(x, y, batch_size, seed)
+    return ShuffledArrays(x, y, batch_size, seed)

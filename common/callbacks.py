@@ -129,7 +129,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class EpochFeed(keras.callbacks.Callback):
-    """Tells an epoch-seeded dataset (common.batches.EpochSeeded) which epoch is starting.
+    """Tells an epoch-seeded dataset (common.batches: EpochSeeded, or the tf.data form) which epoch is starting.
 
     Keras numbers epochs from the resumed one, so a resumed run draws the same batches as an
     uninterrupted one would have.

@@ -190,15 +190,16 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     """
     import keras
 
-    from deepsuite.common.batches import EpochSeeded, ShuffledArrays
+    from deepsuite.common.batches import epoch_seeded_arrays
     from deepsuite.common.callbacks import EpochFeed, ExactBackup, ResumableEarlyStopping
 
     train = config.train
     data = pipeline.fit_data(splits, config)
     # Arrays become batches drawn from (seed, epoch), and fit() shuffles nothing itself: Keras's shuffling
     # lives in process state, so a resumed run would see other batches than the uninterrupted one.
-    x = data.x if isinstance(data.x, keras.utils.PyDataset) else \
-        ShuffledArrays(data.x, data.y, train.batch_size, config.seed)
+    feed = data.x if isinstance(data.x, keras.utils.PyDataset) else \
+        epoch_seeded_arrays(data.x, data.y, train.batch_size, config.seed)
+    x = getattr(feed, "dataset", feed)
     y = data.y if x is data.x else None
     # Order matters at the end of an epoch: the epoch logger and early stopping run before the backup,
     # so the backup holds what they decided. A kill between the logger and the backup re-runs that epoch
@@ -210,7 +211,7 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
     backup = ExactBackup(work_dir / "backup", parts=(stopping,) if stopping else ())
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        *([EpochFeed(x)] if isinstance(x, EpochSeeded) else []),
+        *([EpochFeed(feed)] if hasattr(feed, "set_epoch") else []),
         *([tracker.epoch_logger(skip_steps=logged_steps)] if tracker is not None else []),
         *([stopping] if stopping else []),
         backup,

@@ -98,3 +98,27 @@ def test_shuffled_arrays_are_a_permutation_per_epoch_drawn_from_seed_and_epoch_o
     again = ShuffledArrays(x, np.arange(10) * 3, batch_size=4, seed=1)  # a new process, resumed at epoch 1
     again.set_epoch(1)
     assert (np.concatenate([again[i][0]["user"] for i in range(3)]) == second).all()
+
+
+def test_the_tensorflow_form_reshuffles_by_seed_and_epoch_and_keeps_rows_together():
+    import numpy as np
+
+    from deepsuite.common.tf_batches import TensorFlowShuffledArrays
+
+    x = {"user": np.arange(10), "text": np.array([f"t{i}" for i in range(10)], dtype=object)}
+    feed = TensorFlowShuffledArrays(x, np.arange(10) * 3, batch_size=4, seed=1)
+
+    def epoch(e):
+        feed.set_epoch(e)
+        batches = list(feed.dataset.as_numpy_iterator())
+        assert [len(b[1]) for b in batches] == [4, 4, 2]
+        users = np.concatenate([b[0]["user"] for b in batches])
+        texts = np.concatenate([b[0]["text"] for b in batches])
+        assert [t.decode() for t in texts] == [f"t{u}" for u in users]  # strings gathered with their rows
+        assert (np.concatenate([b[1] for b in batches]) == users * 3).all()
+        return users
+
+    first, second = epoch(0), epoch(1)
+    assert sorted(first) == list(range(10)) and sorted(second) == list(range(10)) and (first != second).any()
+    assert (epoch(0) == first).all()  # from (seed, epoch) only
+    assert feed.dataset.cardinality().numpy() == 3  # Keras knows the epoch's length
