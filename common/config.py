@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,9 @@ class TrainConfig(Section):
     early_stopping_patience: int = Field(5, ge=0, description="epochs without val improvement; 0 disables")
     clipnorm: float | None = Field(None, gt=0)
     mixed_precision: bool = False
+    devices: Literal["auto"] | Annotated[int, Field(strict=True, ge=1)] = Field(
+        "auto", description="data-parallel devices: auto (every visible device) or a count; batch_size is the "
+                            "global batch and must divide by it (deepsuite.common.distribution)")
     ema_momentum: float = Field(0.0, ge=0, lt=1, description="keep an exponential moving average of the weights "
                                                             "(Keras optimizer use_ema) and end training on it; "
                                                             "0 disables")

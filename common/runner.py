@@ -7,19 +7,20 @@ never a run that looks finished, and never a registered half-written model.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from deepsuite.common import backend, export, reports
+from deepsuite.common import backend, distribution, export, reports
 from deepsuite.common.config import RunConfig, flatten, to_yaml
 from deepsuite.common.data.cache import cache_root, ensure_writable
 from deepsuite.common.errors import DeepsuiteError
 from deepsuite.common.redaction import redact
 from deepsuite.common.run_lock import RunLock, is_locked
-from deepsuite.common.pipeline import Evaluation, Pipeline, Splits
+from deepsuite.common.pipeline import Evaluation, Pipeline, Reference, Splits
 from deepsuite.common.tracking import DEFAULT_STORE, PIPELINE_TAG, Tracker
 
 
@@ -41,7 +42,15 @@ class RunResult:
 def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         store_dir: Path = DEFAULT_STORE, echo: Callable[[str], None] = print,
         resume_run_id: str | None = None) -> RunResult:
-    """Run `pipeline` end to end; with `resume_run_id`, continue that run from its last saved epoch."""
+    """Run `pipeline` end to end; with `resume_run_id`, continue that run from its last saved epoch.
+
+    In a multi-process JAX job (distribution.initialize_processes) every process trains; only process 0
+    records the MLflow run, writes the report and the export.
+    """
+    if distribution.process_index() > 0:
+        if resume_run_id:
+            raise DeepsuiteError("--resume continues a single-process run; a multi-process run starts anew")
+        return _follow(pipeline, config, echo)
     ensure_writable(cache_root(getattr(config.data, "cache_dir", None)), "cache")
     tracker = Tracker(tracking_uri, store_dir)
     experiment = config.tracking.experiment or pipeline.name
@@ -59,6 +68,10 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         _mention_interrupted_runs(tracker, experiment, store_dir, echo)
     echo(f"deepsuite {pipeline.name} - resolved config:\n{to_yaml(config)}")
     env_tags = backend.configure(config.seed, config.deterministic, config.train.mixed_precision)
+    plan = distribution.plan(config.train)
+    if plan.processes > 1 and resume_run_id:
+        raise DeepsuiteError("--resume continues a single-process run; a multi-process run starts anew")
+    env_tags |= plan.tags()
 
     tags = {PIPELINE_TAG: pipeline.name, "deepsuite.preset": config.preset, **env_tags}
     tracker.start(experiment, run_name, tags, description=f"{pipeline.description} (preset {config.preset})",
@@ -71,7 +84,7 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         echo(f"MLflow run {run_name} ({run_id}) in {redact(tracker.uri)}")
         tracker.set_tags({"deepsuite.resumed": "true"} if resume_run_id else {})
         tracker.log_params(flatten(config.model_dump(mode="json")))
-        result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps, env_tags)
+        result = _run_stages(pipeline, config, tracker, work_dir, echo, logged_steps, env_tags, plan)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted by the user (Ctrl-C); resume with --resume " + run_id)
         raise
@@ -83,6 +96,22 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
             lock.release()
     tracker.end("FINISHED")
     return RunResult(run_id=run_id, run_name=run_name, **result)
+
+
+def _follow(pipeline: Pipeline, config: RunConfig, echo: Callable[[str], None]) -> RunResult:
+    """A multi-process run's process 1, 2, ...: the same data, model and fit as process 0, recording nothing
+    (no MLflow run, no report, no export; its fit backup goes to a private temporary folder)."""
+    backend.configure(config.seed, config.deterministic, config.train.mixed_precision)
+    plan = distribution.plan(config.train)
+    echo(f"process {plan.process_index} of {plan.processes}: training with process 0, which records the run "
+         f"({plan.summary()})")
+    splits = pipeline.load_data(config)
+    with tempfile.TemporaryDirectory(prefix="deepsuite-process-") as work, distribution.scope(plan):
+        model = pipeline.build_model(config, splits)
+        distribution.require_compiled(model, plan)
+        history, _ = fit_model(pipeline, model, splits, config, None, Path(work))
+    return RunResult(run_id="", run_name=f"process {plan.process_index} of {plan.processes}", metrics={},
+                     model_path=None, report_path=None, model_uri=None, history=history)
 
 
 def _prepare_resume(pipeline: Pipeline, tracker: Tracker, store_dir: Path, run_id: str,
@@ -130,7 +159,8 @@ def find_last_unfinished(pipeline: Pipeline, config: RunConfig, tracking_uri: st
 
 
 def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_dir: Path,
-                echo: Callable[[str], None], logged_steps: set[int], env_tags: dict[str, str]) -> dict[str, Any]:
+                echo: Callable[[str], None], logged_steps: set[int], env_tags: dict[str, str],
+                plan: distribution.Plan) -> dict[str, Any]:
     started = time.time()
     splits = pipeline.load_data(config)
     if not logged_steps:
@@ -140,9 +170,14 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
     echo(f"data: {splits.info.name} from {splits.info.source} - "
          + ", ".join(f"{k} {v}" for k, v in splits.sizes().items()))
 
-    model = pipeline.build_model(config, splits)
-    history, fit_seconds = fit_model(pipeline, model, splits, config, tracker, work_dir,
-                                     logged_steps=logged_steps)
+    if plan.parallel:
+        echo(f"devices: {plan.summary()}")
+    with distribution.scope(plan):  # the model's variables are laid out on the plan's devices as it is built
+        model = pipeline.build_model(config, splits)
+        distribution.require_compiled(model, plan)
+        history, fit_seconds = fit_model(pipeline, model, splits, config, tracker, work_dir,
+                                         logged_steps=logged_steps)
+    model = distribution.local_model(model, lambda: pipeline.build_model(config, splits))
     tracker.log_metrics({"fit_seconds": fit_seconds})
 
     evaluation = pipeline.evaluate(model, splits, config)
@@ -150,7 +185,8 @@ def _run_stages(pipeline: Pipeline, config: RunConfig, tracker: Tracker, work_di
 
     out_dir = work_dir / "outputs"
     facts = _run_facts(splits, config, env_tags, history, fit_seconds, resumed=bool(logged_steps))
-    report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir, facts)
+    report_path = _write_report(pipeline, config, tracker, evaluation, history, test_metrics, out_dir, facts,
+                                pipeline.references_for(splits.info))
     model_path, model_uri = _export(pipeline, model, splits, config, tracker, out_dir, test_metrics)
     tracker.log_metrics({"total_seconds": time.time() - started})
     artifact_dir = tracker.artifact_dir
@@ -201,6 +237,8 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
         epoch_seeded_arrays(data.x, data.y, train.batch_size, config.seed)
     x = getattr(feed, "dataset", feed)
     y = data.y if x is data.x else None
+    # Under a JAX distribution (distribution.scope) every batch divides by the device count, per process.
+    x, validation_data = distribution.fit_feeds(x, data.validation_data, train.batch_size)
     # Order matters at the end of an epoch: the epoch logger and early stopping run before the backup,
     # so the backup holds what they decided. A kill between the logger and the backup re-runs that epoch
     # on resume, and the logger skips the steps already logged, so no epoch is missing or duplicated.
@@ -218,7 +256,7 @@ def fit_model(pipeline: Pipeline, model, splits: Splits, config: RunConfig, trac
         *extra_callbacks,
     ]
     started = time.time()
-    history = model.fit(x, y, validation_data=data.validation_data, epochs=train.epochs,
+    history = model.fit(x, y, validation_data=validation_data, epochs=train.epochs,
                         class_weight=data.class_weight, steps_per_epoch=data.steps_per_epoch, shuffle=False,
                         callbacks=callbacks, verbose=progress_mode(train.verbose), initial_epoch=initial_epoch)
     fit_seconds = time.time() - started
@@ -259,6 +297,10 @@ def _run_facts(splits: Splits, config: RunConfig, tags: dict[str, str], history:
         ("data digest", info.digest),
         ("training", training),
         ("seed", str(config.seed)),
+        *([("devices", f"{tags['distribution.devices']} ({tags['distribution']}, mesh {tags['distribution.mesh']}), "
+                       f"global batch {tags['distribution.global_batch']}, "
+                       f"{tags['distribution.per_device_batch']} per device")]
+          if tags.get("distribution", "none") != "none" else []),
         ("hardware", f"{tags.get('device', '?')} ({tags.get('backend', '?')} backend, "
                      f"{tags.get('precision_policy', '?')}), {os.cpu_count()} CPU cores, "
                      f"{platform.system()} {platform.machine()}"),
@@ -269,7 +311,7 @@ def _run_facts(splits: Splits, config: RunConfig, tags: dict[str, str], history:
 
 def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evaluation: Evaluation,
                   history: dict[str, list[float]], test_metrics: dict[str, float], out_dir: Path,
-                  facts: list[tuple[str, str]] = ()) -> Path:
+                  facts: list[tuple[str, str]] = (), references: list[Reference] = ()) -> Path:
     figures = dict(evaluation.figures)
     if history:
         figures = {"learning_curves": reports.learning_curves(history), **figures}
@@ -285,7 +327,7 @@ def _write_report(pipeline: Pipeline, config: RunConfig, tracker: Tracker, evalu
     report = out_dir / "report.html"
     report.write_text(reports.html_report(f"{pipeline.name}: {config.preset}", test_metrics, to_yaml(config),
                                           names, {f"tables/{n}": c for n, c in evaluation.tables.items()},
-                                          evaluation.notes, facts), encoding="utf-8")
+                                          evaluation.notes, facts, references), encoding="utf-8")
     for sub in ("plots", "tables"):
         if (out_dir / sub).exists():
             tracker.log_artifact(out_dir / sub, sub)
