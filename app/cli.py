@@ -47,6 +47,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last finished epoch, "
                                                       "with its saved config; 'last' picks the newest one")
     run.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    hosts = run.add_argument_group("several JAX processes (hosts); default: KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                                   "KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for every process")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="how many processes train together")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1; 0 records the run")
     run.set_defaults(handler=cmd_run)
 
     _add_results_commands(sub)
@@ -77,14 +82,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     tune.add_argument("--distributed", choices=["chief", "worker"],
                       help="Keras Tuner chief/worker mode; with DEEPSUITE_TUNE_TOKEN set (the same on all), the chief "
                            "answers only callers that send it")
-    tune.add_argument("--port", type=int, default=8000, help="chief: port to serve the oracle on (default 8000)")
+    tune.add_argument("--port", type=int, help="chief: port to serve the oracle on (default 8000; with --workers a "
+                                               "free one)")
     tune.add_argument("--host", default="127.0.0.1", help="chief: address to bind (default 127.0.0.1, this machine "
                                                          "only; 0.0.0.0 for workers on other machines)")
     tune.add_argument("--chief", metavar="HOST:PORT", help="worker: the chief's address")
     tune.add_argument("--worker-id", help="worker: stable id (default worker-<host>-<pid>)")
     tune.add_argument("--connect-timeout", type=float, default=60.0,
                       help="worker: seconds to keep retrying an unreachable chief (default 60)")
-    tune.set_defaults(handler=cmd_tune)
+    tune.add_argument("--workers", metavar="N|per-device",
+                      help="start the chief and N workers on this machine (loopback, a fresh token), each worker "
+                           "on its own GPU(s) when there are GPUs; per-device: one worker per GPU. Ctrl-C stops all")
+    tune.set_defaults(handler=cmd_tune, tune_parser=tune)
     return parser
 
 
@@ -251,13 +260,17 @@ def cmd_run(args) -> int:
     if args.show_config:
         print(config_lib.to_yaml(config), end="")
         return 0
-    from deepsuite.common import runner
+    from deepsuite.common import distribution, runner
 
+    distribution.initialize_processes(args.coordinator, args.num_processes, args.process_id)
     resume = args.resume
     if resume == "last":
         resume = runner.find_last_unfinished(pipeline, config, args.tracking_uri, args.store)
     result = runner.run(pipeline, config, tracking_uri=args.tracking_uri, store_dir=args.store,
                         resume_run_id=resume)
+    if not result.run_id:  # a multi-process run's process 1, 2, ...: process 0 prints the run
+        print(f"done: {pipeline.name} {result.run_name} (process 0 recorded the run)")
+        return 0
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     print(f"done: {pipeline.name} run {result.run_name} ({result.run_id})\n  {metrics}\n"
           f"  model: {result.model_path}\n  report: {result.report_path}")
@@ -288,9 +301,16 @@ def format_result(result: dict) -> str:
     return json.dumps(result, default=str)
 
 
+FLEET_OWNS = {"workers", "distributed", "port", "host", "chief", "worker_id", "connect_timeout"}
+
+
 def cmd_tune(args) -> int:
+    if args.workers is not None:
+        return _tune_fleet(args)
     from deepsuite.tuning.search import SearchOptions, run_search
 
+    if args.port is None:
+        args.port = 8000
     if args.distributed == "chief":  # before any run starts: a busy port is one line, not a FAILED search
         from deepsuite.app.ports import ensure_port_free, exposure_warning
 
@@ -305,6 +325,52 @@ def cmd_tune(args) -> int:
 
     run_search(SearchOptions.from_namespace(args), pipeline=registry.get(args.pipeline))
     return 0
+
+
+def _tune_fleet(args) -> int:
+    """`tune --workers N|per-device`: this process supervises a chief and N workers (app/fleet.py)."""
+    from deepsuite.app.fleet import parse_workers, run_fleet
+    from deepsuite.app.ports import ensure_port_free, is_loopback
+    from deepsuite.common.errors import ConfigError
+
+    workers = parse_workers(args.workers)
+    for flag, given in (("--distributed", args.distributed), ("--chief", args.chief), ("--worker-id", args.worker_id)):
+        if given:
+            raise ConfigError(f"--workers starts its own chief and workers on this machine; drop {flag} (chief and "
+                              "workers on several machines: --distributed chief|worker, without --workers)")
+    if not is_loopback(args.host):
+        raise ConfigError(f"--workers keeps the chief on this machine (127.0.0.1); drop --host {args.host} (workers "
+                          "on other machines: --distributed chief --host ... and --distributed worker there)")
+    if args.port is not None:
+        ensure_port_free("127.0.0.1", args.port, "the chief")
+    return run_fleet(_forwarded(args.tune_parser, args), workers, args.debug, args.port)
+
+
+def _forwarded(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The tune command line that gives `args` (less what the fleet sets per child): the chief and every worker
+    get the same arguments, so they name the same search."""
+    argv: list[str] = []
+    for action in parser._actions:
+        if action.dest in FLEET_OWNS or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            argv.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[-1]] if value else []
+        elif isinstance(action, argparse._AppendAction):
+            for item in value or []:
+                argv += [action.option_strings[-1], str(item)]
+        elif value is not None and value != _parsed_default(action):
+            argv += [action.option_strings[-1], str(value)]
+    return argv
+
+
+def _parsed_default(action: argparse.Action):
+    """argparse passes a string default through the option's type (--store's "mlruns" becomes a Path)."""
+    if isinstance(action.default, str) and action.type is not None:
+        return action.type(action.default)
+    return action.default
 
 
 def _exit_after_interrupted_training(code: int) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -205,3 +206,74 @@ def test_hyperband_on_jax_without_tensorflow_warm_starts_trials(tmp_path):
     steps = [m.step for m in client_for(tmp_path).get_metric_history(continued[0].info.run_id, "loss")]
     assert steps == [2, 3]  # epochs numbered as Hyperband counts them, continuing the warm-started trial
     assert np.isfinite(parent.data.metrics["test_accuracy"])
+
+
+def fleet_children(output: str) -> list[tuple[str, int]]:
+    """(name, pid) of every process `tune --workers` started, from its "fleet: started NAME (pid N)" lines."""
+    return [(m.group(1), int(m.group(2))) for m in re.finditer(r"^fleet: started (\S+) \(pid (\d+)\)$", output, re.M)]
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+FLEET = ["tune", "image-classification", "--tuner", "random", "--max-epochs", "1", *TINY, "--workers", "2"]
+
+
+def test_tune_workers_runs_each_trial_once_under_one_parent_and_leaves_no_process(tmp_path):
+    # one command: a chief on a free loopback port, two workers, a fresh token; ~80 s on two busy cores
+    result = run_cli([*FLEET, "--max-trials", "4"], cwd=tmp_path, timeout=600)
+    assert result.code == 0, result.err[-3000:] + result.out[-3000:]
+    trials = runs_of(tmp_path, "trial")
+    assert sorted(r.data.tags["deepsuite.trial_id"] for r in trials) == ["0", "1", "2", "3"]  # each once
+    assert all(r.info.status == "FINISHED" for r in trials)
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    assert {r.data.tags["deepsuite.tuner_id"] for r in trials} == {"worker-1", "worker-2"}
+    children = fleet_children(result.out)
+    assert [name for name, _ in children] == ["chief", "worker-1", "worker-2"]
+    assert not [c for c in children if alive(c[1])], children  # nothing left running
+    lines = result.out.splitlines()
+    assert len([line for line in lines if line.startswith("chief    | trial ")]) == 4  # prefixed, streamed
+    assert any(line.startswith("worker-1 | worker-1: joined search") for line in lines)
+    assert "chief    | registered models:/image-classification@best" in result.out
+    assert "fleet: search finished; chief and workers (worker-1, worker-2) have exited" in result.out
+    assert "DEEPSUITE_TUNE_TOKEN fresh and random" in result.out
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        assert "fleet: no GPU visible: nothing is pinned" in result.out or "fleet: worker-1 on GPU" in result.out
+
+
+def test_tune_workers_reports_a_dead_worker_and_sigterm_stops_every_process(tmp_path):
+    log_path = tmp_path / "fleet.log"
+    output = lambda: log_path.read_text()  # noqa: E731
+    with open(log_path, "w") as log:
+        fleet = start_cli([*FLEET, "--max-trials", "20", "--max-epochs", "3"], tmp_path, log)
+        try:
+            wait_while_running(lambda: output().count(": joined search") == 2, fleet, 300, "both workers joined",
+                               lambda: output()[-3000:])
+            [worker_2] = [pid for name, pid in fleet_children(output()) if name == "worker-2"]
+            os.kill(worker_2, signal.SIGKILL)  # a worker dies mid-search: reported, started again once
+            wait_while_running(lambda: len(fleet_children(output())) == 4, fleet, 60, "worker-2 started again",
+                               lambda: output()[-3000:])
+            fleet.send_signal(signal.SIGTERM)  # to the supervisor only (its own session), as `kill` would
+            code = fleet.wait(180)
+        finally:
+            if fleet.poll() is None:
+                os.killpg(fleet.pid, signal.SIGKILL)
+                fleet.wait()
+    text = output()
+    assert code == 130, text[-3000:]
+    assert "fleet: worker-2 exited with code -9 (its output is above); starting it again under the same id" in text
+    children = fleet_children(text)
+    assert [name for name, _ in children] == ["chief", "worker-1", "worker-2", "worker-2"]
+    assert not [c for c in children if alive(c[1])], children  # SIGTERM left no chief and no worker behind
+    assert "fleet: interrupted; stopping the chief and the workers" in text
+    assert "did not stop within" not in text, text[-4000:]  # each left on SIGINT, none needed SIGKILL
+    [parent] = runs_of(tmp_path, "search")
+    assert parent.info.status == "KILLED", text[-4000:]

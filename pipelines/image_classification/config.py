@@ -18,6 +18,11 @@ class DataConfig(Section):
     cache_dir: str | None = None
     tfds_data_dir: str | None = None
     download: bool = True
+    stream: bool | None = Field(None, description="folder sources: decode images per batch from disk (bounded "
+                                                  "memory) instead of loading arrays; unset: stream when the "
+                                                  "decoded images would take over 25% of the available memory")
+    stream_workers: int | None = Field(None, ge=1, le=64, description="threads decoding streamed batches; "
+                                                                      "default: CPU cores, at most 8")
 
 
 class ModelConfig(Section):
@@ -64,7 +69,7 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "model": {"widths": [64, 128, 256], "blocks_per_stage": 2, "dense_units": 512, "dropout": 0.4},
-        "train": {"epochs": 40, "batch_size": 256, "learning_rate": 3e-3, "warmup_epochs": 2,
+        "train": {"mixed_precision": True, "epochs": 40, "batch_size": 256, "learning_rate": 3e-3, "warmup_epochs": 2,
                   "early_stopping_patience": 10},
     },
 }

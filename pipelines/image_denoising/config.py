@@ -90,7 +90,7 @@ PRESETS: dict[str, dict] = {
     "full": {
         "data": {"patch_size": 64, "patches_per_epoch": 64000, "val_patches": 512},
         "model": {"width": 64, "levels": 4, "blocks": 2},
-        "train": {"epochs": 60, "batch_size": 128, "warmup_epochs": 1},
+        "train": {"mixed_precision": True, "epochs": 60, "batch_size": 128, "warmup_epochs": 1},
     },
 }
 

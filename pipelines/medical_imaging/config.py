@@ -138,7 +138,7 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "model": {"input_size": (64, 64), "widths": [48, 96, 192, 256], "blocks_per_stage": 2, "dropout": 0.4},
-        "train": {"epochs": 60, "batch_size": 128, "learning_rate": 3e-3, "warmup_epochs": 2},
+        "train": {"mixed_precision": True, "epochs": 60, "batch_size": 128, "learning_rate": 3e-3, "warmup_epochs": 2},
     },
 }
 

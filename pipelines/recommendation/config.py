@@ -75,7 +75,7 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "model": {"embedding_dim": 128},
-        "train": {"epochs": 40, "batch_size": 2048, "early_stopping_patience": 6},
+        "train": {"mixed_precision": True, "epochs": 40, "batch_size": 2048, "early_stopping_patience": 6},
     },
 }
 

@@ -59,7 +59,7 @@ class L2Penalty(layers.Layer):
 
     def call(self, x, training=None):
         if training and self.weight:
-            self.add_loss(self.weight * ops.mean(ops.sum(ops.square(x), axis=-1)))
+            self.add_loss(self.weight * ops.mean(ops.sum(ops.square(ops.cast(x, "float32")), axis=-1)))
         return x
 
     def get_config(self):

@@ -112,7 +112,7 @@ def build_recommender(config: ModelConfig, user_vocab, item_vocab, string_ids: b
         user_vector = layers.UnitNormalization(name="user_tower")(user_vector)
         item_vector = layers.UnitNormalization(name="item_tower")(item_vector)
         score = InBatchSoftmax(sizes[1], config.temperature, config.logq_correction, log_item_frequency,
-                               name="score")(user_vector, item_vector, item_index)
+                               name="score", dtype="float32")(user_vector, item_vector, item_index)
         return keras.Model(inputs, score, name="two_tower")
 
     user_vector, item_vector = _towers(user_index, item_index, sizes, features, trained, dim, "", 0.01, config.l2, seed)
@@ -125,9 +125,10 @@ def build_recommender(config: ModelConfig, user_vocab, item_vocab, string_ids: b
         gmf = layers.Multiply(name="gmf")([user_vector, item_vector])
         interaction = layers.Dense(1, name="neumf_head")(layers.Concatenate(name="neumf")([gmf, hidden]))
     terms = [interaction, *_biases(user_index, item_index, sizes, features, config.bias_l2)]
-    rating = layers.Add(name="sum")(terms)
-    rating = layers.Rescaling(1.0, offset=global_mean, name="global_mean")(rating)
-    rating = RatingRange(*rating_range, name="rating")(rating)
+    # float32 under mixed precision: in bfloat16 a rating between 2 and 4 moves in steps of 1/64
+    rating = layers.Add(name="sum", dtype="float32")(terms)
+    rating = layers.Rescaling(1.0, offset=global_mean, name="global_mean", dtype="float32")(rating)
+    rating = RatingRange(*rating_range, name="rating", dtype="float32")(rating)
     return keras.Model(inputs, rating, name=config.kind)
 
 

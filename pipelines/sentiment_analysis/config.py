@@ -117,7 +117,7 @@ PRESETS: dict[str, dict] = {
     },
     "full": {
         "model": {"vocab_size": 50000, "sequence_length": 128, "ngrams": 3, "embedding_dim": 256, "filters": 200},
-        "train": {"epochs": 30, "batch_size": 128, "early_stopping_patience": 5},
+        "train": {"mixed_precision": True, "epochs": 30, "batch_size": 128, "early_stopping_patience": 5},
     },
 }
 

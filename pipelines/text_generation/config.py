@@ -87,7 +87,7 @@ PRESETS: dict[str, dict] = {
     "full": {
         "data": {"steps_per_epoch": 500},
         "model": {"context": 256, "num_layers": 6, "dim": 384, "num_heads": 6, "dropout": 0.2},
-        "train": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "warmup_epochs": 0.2,
+        "train": {"mixed_precision": True, "epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "warmup_epochs": 0.2,
                   "early_stopping_patience": 0},
         "deterministic": False,
     },
