@@ -5,6 +5,10 @@ Source strings (the `data.source` config value):
   mnist | cifar10 | cifar100 | fashion_mnist via keras:<name>   Keras downloads (internet)
   tfds:<name>              TensorFlow Datasets (internet, or a prepared data_dir)
   folder:<path>            <path>/<class>/*.png, or <path>/{train,test}/<class>/*.png
+
+A folder is read into arrays, or streamed (`image_files.ImageFiles`: paths decoded per batch) when asked
+(`stream=True`) or, with `stream=None`, when its decoded size is over a share of the available memory
+(`image_files.choose_streaming`). Both take the same files in the same order with the same split.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import numpy as np
 
 from deepsuite.common.data.cache import array_digest, cached_arrays
 from deepsuite.common.data.idx import read_idx
-from deepsuite.common.data.images import load_class_folders
+from deepsuite.common.data.image_files import ImageFiles, check_headers, choose_streaming, listing_digest
+from deepsuite.common.data.images import list_class_folders, read_image
 from deepsuite.common.data.sources import Source, first_available
 from deepsuite.common.errors import DataError
 
@@ -40,14 +45,22 @@ class LabeledImages:
     class_names: list[str]
     source: str              # which source was used, e.g. "debian:/usr/share/datasets/fashion-mnist"
     name: str
+    files_digest: str | None = None   # streamed folders: a digest of the file listing (image_files)
 
     @property
     def digest(self) -> str:
-        return array_digest(self.train_x, self.train_y, self.test_x, self.test_y)
+        return self.files_digest or array_digest(self.train_x, self.train_y, self.test_x, self.test_y)
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train_x, ImageFiles)
 
 
 def load(source: str, image_size: tuple[int, int] | None = None, channels: int | None = None,
-         cache_dir: str | None = None, tfds_data_dir: str | None = None, download: bool = True) -> LabeledImages:
+         cache_dir: str | None = None, tfds_data_dir: str | None = None, download: bool = True,
+         stream: bool | None = False) -> LabeledImages:
+    """`stream` applies to folders: True streams, False loads arrays (refused when far over the memory
+    available), None chooses by size."""
     kind, _, arg = source.partition(":")
     if source in NAMED:
         candidates = ([_debian_fashion_mnist()] if source == "fashion_mnist" else []) + [_keras(source)]
@@ -57,8 +70,12 @@ def load(source: str, image_size: tuple[int, int] | None = None, channels: int |
     elif kind == "tfds" and arg:
         candidates, name = [_tfds(arg, tfds_data_dir, download)], arg
     elif kind == "folder" and arg:
-        size = tuple(image_size) if image_size else (64, 64)
-        candidates, name = [_folder(Path(arg).expanduser(), size, channels or 3)], Path(arg).name
+        size, root = tuple(image_size) if image_size else (64, 64), Path(arg).expanduser()
+        layout = folder_layout(root)
+        decoded = (len(layout.train_paths) + len(layout.test_paths)) * size[0] * size[1] * (channels or 3)
+        if choose_streaming(stream, decoded, f"folder {root}"):
+            return _folder_files(layout, size, channels or 3)
+        candidates, name = [_folder(layout, size, channels or 3)], root.name
     else:
         raise DataError(f"unknown image data source {source!r}; use one of {', '.join(NAMED)}, "
                         f"keras:<{'|'.join(KERAS_DATASETS)}>, tfds:<name>, folder:<path>")
@@ -145,21 +162,74 @@ def _tfds(name: str, data_dir: str | None, download: bool) -> Source:
     return Source(f"tfds:{name}", load_tfds, hint="needs the internet or tfds_data_dir")
 
 
-def _folder(root: Path, size: tuple[int, int], channels: int) -> Source:
-    def read() -> dict[str, np.ndarray]:
-        if (root / "train").is_dir() and (root / "test").is_dir():
-            train_x, train_y, names = load_class_folders(root / "train", size, channels)
-            test_x, test_y, _ = load_class_folders(root / "test", size, channels, class_names=names)
-        else:
-            x, y, names = load_class_folders(root, size, channels)
-            order = np.random.default_rng(0).permutation(len(x))
-            n_test = max(1, int(round(0.2 * len(x))))
-            test, train = order[:n_test], order[n_test:]
-            train_x, train_y, test_x, test_y = x[train], y[train], x[test], y[test]
-        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
-                "class_names": np.array(names)}
+@dataclass
+class FolderLayout:
+    """Which files a class folder holds, labelled and split into train/test (in the order both paths use)."""
 
-    return Source(f"folder:{root}", read)
+    root: Path
+    train_paths: np.ndarray
+    train_y: np.ndarray
+    test_paths: np.ndarray
+    test_y: np.ndarray
+    class_names: list[str]
+
+
+def folder_layout(root: Path) -> FolderLayout:
+    """<root>/{train,test}/<class>/ as they are, or <root>/<class>/ with a seeded 20% test share."""
+    def flat(classes: dict[str, list[Path]], names: list[str], where: Path) -> tuple[np.ndarray, np.ndarray]:
+        unknown = set(classes) - set(names)
+        if unknown:
+            raise DataError(f"{where}: class folders {sorted(unknown)} are not among the expected classes {names}")
+        pairs = [(str(p), label) for label, n in enumerate(names) for p in classes.get(n, [])]
+        return np.array([p for p, _ in pairs], dtype=object), np.array([y for _, y in pairs], dtype=np.int64)
+
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train = list_class_folders(root / "train")
+        names = list(train)
+        train_paths, train_y = flat(train, names, root / "train")
+        test_paths, test_y = flat(list_class_folders(root / "test"), names, root / "test")
+    else:
+        classes = list_class_folders(root)
+        names = list(classes)
+        paths, y = flat(classes, names, root)
+        order = np.random.default_rng(0).permutation(len(paths))
+        n_test = max(1, int(round(0.2 * len(paths))))
+        test, train = order[:n_test], order[n_test:]
+        train_paths, train_y, test_paths, test_y = paths[train], y[train], paths[test], y[test]
+    return FolderLayout(root, train_paths, train_y, test_paths, test_y, names)
+
+
+def _folder(layout: FolderLayout, size: tuple[int, int], channels: int) -> Source:
+    def read() -> dict[str, np.ndarray]:
+        return {"train_x": _read_all(layout.train_paths, size, channels, layout.root), "train_y": layout.train_y,
+                "test_x": _read_all(layout.test_paths, size, channels, layout.root), "test_y": layout.test_y,
+                "class_names": np.array(layout.class_names)}
+
+    return Source(f"folder:{layout.root}", read)
+
+
+def _read_all(paths: np.ndarray, size: tuple[int, int], channels: int, root: Path) -> np.ndarray:
+    """Every file decoded; all unreadable files are reported together, so one pass finds every bad file."""
+    images, bad = [], []
+    for path in paths:
+        try:
+            images.append(read_image(path, channels=channels, size=size))
+        except DataError as exc:
+            bad.append(str(exc))
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise DataError(f"{len(bad)} unreadable image(s) in {root}: " + "; ".join(bad[:5]) + more)
+    return np.stack(images)
+
+
+def _folder_files(layout: FolderLayout, size: tuple[int, int], channels: int) -> LabeledImages:
+    """The folder streamed: paths, not pixels; every header checked now."""
+    check_headers([*layout.train_paths, *layout.test_paths])
+    paths = np.concatenate([layout.train_paths, layout.test_paths])
+    digest = listing_digest(paths, np.concatenate([layout.train_y, layout.test_y]), layout.root)
+    return LabeledImages(ImageFiles(layout.train_paths, size, channels), layout.train_y,
+                         ImageFiles(layout.test_paths, size, channels), layout.test_y, layout.class_names,
+                         f"folder:{layout.root}", layout.root.name, files_digest=digest)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

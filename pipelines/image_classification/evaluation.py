@@ -13,7 +13,11 @@ ERRORS_SHOWN = 32
 
 def evaluate(model, splits: Splits, config: ImageClassificationConfig) -> Evaluation:
     names = splits.metadata.class_names
-    probs = to_numpy(model.predict(splits.test.x, batch_size=512, verbose=0))
+    from deepsuite.common.image_batches import prediction_input  # Keras is loaded by now
+
+    # arrays in batches of 512; a streamed test split as in-order batches of 64 decoded by the workers
+    test_x, options = prediction_input(splits.test.x, 512, config.data.stream_workers, streamed_batch=64)
+    probs = to_numpy(model.predict(test_x, verbose=0, **options))
     y_true, y_pred = splits.test.y, probs.argmax(axis=1)
     metrics = classification_metrics(y_true, probs)
     matrix = reports.confusion_matrix(y_true, y_pred, names)
@@ -22,7 +26,7 @@ def evaluate(model, splits: Splits, config: ImageClassificationConfig) -> Evalua
     figures = {"confusion_matrix": reports.confusion_matrix_figure(matrix, names)}
     if len(wrong):
         captions = [f"{names[y_true[i]]} -> {names[y_pred[i]]}\n{probs[i, y_pred[i]]:.2f}" for i in wrong]
-        figures["misclassified"] = reports.image_grid(splits.test.x[wrong], captions,
+        figures["misclassified"] = reports.image_grid(np.asarray(splits.test.x[wrong]), captions,
                                                       "Most confident test errors (true -> predicted)")
     per_class = "class,support,accuracy\n" + "".join(
         f"\"{n}\",{matrix[i].sum()},{matrix[i, i] / max(matrix[i].sum(), 1):.4f}\n" for i, n in enumerate(names))
