@@ -45,6 +45,24 @@ class DatasetInfo:
     version: str = ""
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A figure the pipeline's README quotes, declared once on the pipeline class (`Pipeline.references`): a
+    run's report shows it beside the run's own `metric` when the run's data is the data it was measured on
+    (tests/test_reports.py checks that every `quoted` text is in the README, so the two cannot drift apart)."""
+
+    metric: str          # the run's metric it stands beside, e.g. "test_accuracy"
+    quoted: str          # the figure exactly as the README prints it, e.g. "93.30 %"
+    measured: str        # what was run, where and when: command, preset, split, seeds, machine, date
+    dataset: str         # DatasetInfo.name of the data it was measured on, e.g. "fashion_mnist"
+    version: str = ""    # DatasetInfo.version it needs too (e.g. a split protocol); "" for any
+    source_has: str = ""  # text DatasetInfo.source must contain (e.g. the test folder); "" for any
+
+    def applies_to(self, info: DatasetInfo) -> bool:
+        return (info.name == self.dataset and self.version in ("", info.version)
+                and self.source_has in info.source)
+
+
 @dataclass
 class Splits:
     train: Split
@@ -90,6 +108,7 @@ class Pipeline:
     default_dataset: ClassVar[str]
     monitor: ClassVar[str] = "val_loss"      # early-stopping metric and default tuning objective
     monitor_mode: ClassVar[str] = "min"
+    references: ClassVar[tuple[Reference, ...]] = ()  # the figures the pipeline's README quotes, for reports
 
     def load_data(self, config: RunConfig) -> Splits:
         raise NotImplementedError
@@ -131,6 +150,10 @@ class Pipeline:
             rows = np.round(rows * 255.0)
         images = rows.astype(np.uint8)
         return [(image[..., 0] if image.shape[-1] == 1 else image).tolist() for image in images], {}
+
+    def references_for(self, info: DatasetInfo) -> list[Reference]:
+        """The README's figures measured on the data `info` describes: what a run's report shows beside its own."""
+        return [reference for reference in self.references if reference.applies_to(info)]
 
     def run_name(self, config: RunConfig) -> str:
         kind = getattr(config.model, "kind", None) or self.name

@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from deepsuite.common.pipeline import Reference
+
 
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend: reports are drawn on machines without a display."""
@@ -110,10 +112,19 @@ def image_grid(images: np.ndarray, captions: Sequence[str], title: str, columns:
 
 
 def html_report(title: str, metrics: Mapping[str, float], config_yaml: str, figures: Sequence[str],
-                tables: Mapping[str, str], notes: Sequence[str] = (), facts: Sequence[tuple[str, str]] = ()) -> str:
+                tables: Mapping[str, str], notes: Sequence[str] = (), facts: Sequence[tuple[str, str]] = (),
+                references: Sequence[Reference] = ()) -> str:
     """A single-page report that opens from the artifacts folder (figures by relative path); `facts` are
-    the run's (name, value) lines: data, digest, training time, hardware."""
+    the run's (name, value) lines: data, digest, training time, hardware; `references` the figures the
+    pipeline's README quotes for the same data (`Pipeline.references_for`), shown beside the run's own."""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(metrics.items()))
+    reference_rows = "".join(
+        f"<tr><td>{html.escape(r.metric)}</td><td>{_value(metrics.get(r.metric))}</td>"
+        f"<td>{html.escape(r.quoted)}</td><td>{html.escape(r.measured)}</td></tr>" for r in references)
+    reference_section = ("<h2>Reference figures</h2><p>What the pipeline's README quotes for the same data, "
+                         "beside this run's figure (a smoke or changed run is not expected to reach them).</p>"
+                         "<table border=1 cellpadding=4><tr><th>metric</th><th>this run</th><th>README</th>"
+                         f"<th>measured</th></tr>{reference_rows}</table>") if references else ""
     images = "".join(f'<figure><img src="{html.escape(f)}" style="max-width:100%"><figcaption>{html.escape(f)}'
                      "</figcaption></figure>" for f in figures)
     table_links = "".join(f'<li><a href="{html.escape(name)}">{html.escape(name)}</a></li>' for name in tables)
@@ -122,9 +133,14 @@ def html_report(title: str, metrics: Mapping[str, float], config_yaml: str, figu
     run_section = f"<h2>Run</h2><table border=1 cellpadding=4>{fact_rows}</table>" if facts else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
-            f"<ul>{note_items}</ul><h2>Test metrics</h2><table border=1 cellpadding=4>{rows}</table>{run_section}"
+            f"<ul>{note_items}</ul><h2>Test metrics</h2><table border=1 cellpadding=4>{rows}</table>"
+            f"{reference_section}{run_section}"
             f"<h2>Figures</h2>{images}<h2>Tables</h2><ul>{table_links}</ul>"
             f"<h2>Resolved config</h2><pre>{html.escape(config_yaml)}</pre></body></html>")
+
+
+def _value(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
 
 
 def save_figure(figure: Any, path: Path) -> Path:

@@ -10,9 +10,9 @@ from PIL import Image
 from deepsuite.common.data import labeled_images
 from tests.support.data import needs_fashion_mnist
 from tests.support.cli import run_cli
-from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model,
-                                         mlflow_models_serve, model_file)
-from tests.support.serving import assert_confined, b64_file, json_lines, same_answers, scoring_server, tree
+from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model, model_file
+from tests.support.serving import assert_confined, b64_file, json_lines, same_answers, scoring_server
+from tests.support.smoke_runs import shared_smoke_run
 from tests.support.store import only_run
 
 pytestmark = needs_fashion_mnist
@@ -21,10 +21,7 @@ SMOKE = ["run", "image-classification", "--preset", "smoke"]
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ic-smoke")
-    result = run_cli([*SMOKE, "--set", "train.epochs=3", "--set", "model.dropout=0.2"], cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("image-classification", tmp_path_factory)  # train.epochs=3, model.dropout=0.2
 
 
 def test_run_is_recorded_completely(smoke_run):
@@ -95,29 +92,17 @@ def test_logged_mlflow_model_takes_data_not_paths_and_writes_nothing_here(smoke_
                            monkeypatch, refused=True)
 
 
-@pytest.mark.slow
-def test_mlflow_models_serve_answers_like_the_cli(smoke_run, tmp_path):
-    """MLflow's own scoring server (`mlflow models serve -m runs:/<id>/model --env-manager local`) answers a
-    curl-style JSON request on raw images as `deepsuite predict` does, and refuses a path with a 400."""
+def test_report_shows_the_readme_reference_figure_beside_the_runs_own(smoke_run, tmp_path):
+    """The run's report.html quotes the README's Fashion-MNIST test accuracy (declared once, on the pipeline
+    class; tests/test_reports.py keeps it equal to the README) beside this smoke run's own figure."""
     folder, _ = smoke_run
-    _, run = only_run(folder, "image-classification")
-    image = labeled_images.load("fashion_mnist").test_x[11, ..., 0]
-    Image.fromarray(image).save(tmp_path / "item.png")
-    with mlflow_models_serve(f"runs:/{run.info.run_id}/model", folder) as server:  # starts while the CLI runs
-        cli = run_cli(["predict", run.info.run_id, str(tmp_path / "item.png"), "--top", "2", "--json"], cwd=folder)
-        assert cli.code == 0, cli.err[-2000:]
-        [expected] = json_lines(cli.out)
-        server.wait_ready()
-        before = tree(folder)
-        status, body = server.post({"inputs": [b64_file(tmp_path / "item.png"), image.tolist()],
-                                    "params": {"top": 2}})
-        assert status == 200, (body, server.output())
-        refused, error = server.post({"inputs": [str(tmp_path / "item.png")]})
-        assert tree(folder) == before
-    by_file, by_array = body["predictions"]
-    assert same_answers(by_file, {**expected, "input": "inputs[0]"}), (by_file, expected)
-    assert same_answers(by_array, {**expected, "input": "inputs[1]"}), (by_array, expected)
-    assert refused == 400 and "is a string: the server takes the file's data, not a path" in error["message"]
+    client, run = only_run(folder, "image-classification")
+    report = open(client.download_artifacts(run.info.run_id, "report.html", str(tmp_path)), encoding="utf-8").read()
+    assert "<h2>Reference figures</h2>" in report, report[:3000]
+    section = report.split("<h2>Reference figures</h2>", 1)[1].split("<h2>", 1)[0]
+    own = f"{run.data.metrics['test_accuracy']:.4f}"
+    assert f"<td>test_accuracy</td><td>{own}</td><td>93.30 %</td>" in section, section
+    assert "bench/image_classification.py" in section and "10,000-image test split" in section
 
 
 def test_smoke_model_learns_something(smoke_run):

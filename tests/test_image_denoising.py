@@ -13,6 +13,7 @@ from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined
 from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
                                    scoring_server, without)
 from tests.support.store import only_run
+from tests.support.smoke_runs import shared_smoke_run
 
 SET12 = SHARED_DATA / "set12"
 SMOKE = ["run", "image-denoising", "--preset", "smoke", "--set", f"data.test_folder={SET12}"]
@@ -20,10 +21,7 @@ SMOKE = ["run", "image-denoising", "--preset", "smoke", "--set", f"data.test_fol
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("denoise-smoke")
-    result = run_cli(SMOKE, cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("image-denoising", tmp_path_factory)  # SMOKE: Set12 as the test folder
 
 
 @needs_set12

@@ -17,6 +17,7 @@ from tests.support.cli import SHARED_DATA, run_cli
 from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc, model_file
 from tests.support.serving import (assert_confined, b64_file, b64_pixels, file_pixels, json_lines, same_answers,
                                    scoring_server, without)
+from tests.support.smoke_runs import shared_smoke_run
 
 PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
 SMOKE = ["run", "medical-imaging", "--preset", "smoke", "--set", f"data.source=medmnist:{PNEUMONIA}"]
@@ -32,10 +33,7 @@ def only_run(folder):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("medical-smoke")
-    result = run_cli([*SMOKE, "--set", "train.epochs=3", "--set", "model.tta_flip=true"], cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("medical-imaging", tmp_path_factory)  # SMOKE, train.epochs=3, model.tta_flip=true
 
 
 CT, MR = get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")  # real CT and brain MR slices

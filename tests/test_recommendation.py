@@ -12,6 +12,7 @@ from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confine
                                          model_file)
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
+from tests.support.smoke_runs import shared_smoke_run
 
 SMOKE = ["run", "recommendation", "--preset", "smoke"]
 
@@ -28,10 +29,7 @@ def movielens():
 
 @pytest.fixture(scope="module")
 def mf_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("rec-mf")
-    result = run_cli(SMOKE, cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("recommendation", tmp_path_factory)  # SMOKE as it is
 
 
 def test_mf_run_is_recorded_with_rating_and_ranking_metrics(mf_run):

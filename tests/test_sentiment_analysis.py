@@ -14,6 +14,7 @@ from tests.support.cli import run_cli
 from tests.support.mlflow_models import (answer_as_served, assert_pyfunc_confined, load_pyfunc, logged_model,
                                          model_file)
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
+from tests.support.smoke_runs import shared_smoke_run
 
 SMOKE = ["run", "sentiment-analysis", "--preset", "smoke"]
 
@@ -39,10 +40,7 @@ def only_run(folder):
 
 @pytest.fixture(scope="module")
 def tf_run(tmp_path_factory, vader_available):
-    folder = tmp_path_factory.mktemp("sa-smoke")
-    result = run_cli([*SMOKE, "--set", "train.learning_rate=0.005"], cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("sentiment-analysis", tmp_path_factory)  # train.learning_rate=0.005
 
 
 def test_run_records_metrics_report_and_split(tf_run):

@@ -13,6 +13,7 @@ from tests.support.cli import SHARED_DATA, run_cli
 from tests.support.mlflow_models import answer_as_served, assert_pyfunc_confined, load_pyfunc, model_file
 from tests.support.serving import assert_confined, json_lines, same_answers, scoring_server, without
 from tests.support.store import only_run
+from tests.support.smoke_runs import shared_smoke_run
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
 SMOKE = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{TINY}"]
@@ -20,10 +21,7 @@ SMOKE = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=t
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tg-smoke")
-    result = run_cli(SMOKE, cwd=folder)
-    assert result.code == 0, result.err[-3000:]
-    return folder, result
+    return shared_smoke_run("text-generation", tmp_path_factory)  # SMOKE, on Tiny Shakespeare
 
 
 @needs_tiny_shakespeare

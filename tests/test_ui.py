@@ -50,8 +50,11 @@ def ui(store):
     try:
         server.wait_for("press Ctrl-C", timeout=240)
         yield server, f"http://127.0.0.1:{port}", port
-    finally:
-        server.kill()
+    finally:  # Ctrl-C, which stops the MLflow server it started too (a kill would leave that one running)
+        try:
+            server.interrupt()
+        finally:
+            server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,20 @@ def page_text_with(driver, *needles: str, timeout: float = PAGE_TIMEOUT_S) -> st
     raise AssertionError(f"page {driver.current_url} never showed {needles}; it shows:\n{text[:3000]}")
 
 
+def scrolled_to(driver, needle: str, timeout: float = PAGE_TIMEOUT_S) -> str:
+    """The page's text once `needle` shows: the compare view's tables draw only the rows inside their 300-pixel
+    windows (react-virtualized grids), so each grid is scrolled down a step at a time, as a user scrolls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = driver.find_element("tag name", "body").text
+        if needle in text:
+            return text
+        driver.execute_script("for (const grid of document.querySelectorAll('.ReactVirtualized__Grid')) {"
+                              " grid.scrollTop += 100; grid.dispatchEvent(new Event('scroll')); }")
+        time.sleep(0.5)
+    raise AssertionError(f"page {driver.current_url} never showed {needle!r}; it shows:\n{text[:3000]}")
+
+
 @needs_fashion_mnist
 def test_ui_prints_runs_table_link(ui, runs):
     server, url, _ = ui
@@ -116,7 +133,8 @@ def test_compare_view_of_two_runs_shows_metrics(ui, runs, browser, store):
     assert table.code == 0, table.err
     link = re.search(r"compare: (\S+)", table.out).group(1)  # the link `deepsuite compare` prints
     browser.get(link)
-    text = page_text_with(browser, "Comparing 2 Runs", "test_accuracy", *[r.info.run_name for r in found])
+    page_text_with(browser, "Comparing 2 Runs", *[r.info.run_name for r in found])
+    text = scrolled_to(browser, "test_accuracy")  # below the system/* metrics in the Metrics table
     browser.save_screenshot(str(SHOTS / "compare.png"))
     assert "model.dropout" in text
 
@@ -137,6 +155,73 @@ def test_run_artifacts_show_confusion_matrix(ui, runs, browser):
         time.sleep(0.5)
     browser.save_screenshot(str(SHOTS / "confusion_matrix.png"))
     assert shown, "the confusion matrix image was not rendered"
+
+
+def drawn_line(driver, title: str, timeout: float = PAGE_TIMEOUT_S) -> str:
+    """The SVG path of the line plotted in the chart titled `title`; the UI adds a chart card only when it is
+    scrolled near, so the page is scrolled down card by card until this one appears (ask for charts in their
+    order on the page). Fails unless a line through two points or more is drawn in that card itself."""
+    card = (f"//h4[text()='{title}']/ancestor::*[count(.//h4) = 1 and "
+            ".//*[local-name()='path' and contains(@class, 'js-line')]][1]")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = (driver.find_elements("xpath", f"//h4[text()='{title}']")
+                 or driver.find_elements("xpath", "//*[contains(text(), '(system/')]"))  # the cards' legends
+        if shown:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", shown[-1])
+        paths = [path.get_attribute("d") or "" for found in driver.find_elements("xpath", card)[:1]
+                 for path in found.find_elements("css selector", "path.js-line")]
+        if any("L" in d for d in paths):  # "M x,y L x,y ...": a line through two points or more
+            return next(d for d in paths if "L" in d)
+        time.sleep(0.5)
+    raise AssertionError(f"no line drawn in the chart {title!r} on {driver.current_url}")
+
+
+@needs_fashion_mnist
+def test_models_page_lists_each_runs_model_with_its_test_metric(ui, runs, browser):
+    """The experiment's Models page (MLflow 3's LoggedModels), reached from the runs table's side bar as a user
+    does: one model per run, named "model", from its source run, with the test accuracy linked to it."""
+    _, url, _ = ui
+    experiment_id, found = runs
+    browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    page_text_with(browser, *[run.info.run_name for run in found])
+    browser.set_window_size(3000, 1000)  # the grid draws only the columns on screen: the metrics are far right
+    try:
+        browser.find_element("xpath", "//a[normalize-space()='Models']").click()
+        text = page_text_with(browser, "Model name", "Source run", "test_accuracy", "Ready")
+        rows = [row.text.replace("\n", " | ") for row in browser.find_elements("css selector", "[role=row]")]
+        browser.save_screenshot(str(SHOTS / "models.png"))
+    finally:
+        browser.set_window_size(1400, 1000)
+    assert "/models" in browser.current_url and "Track and compare versions of your models" not in text
+    models = [row.split(" | ")[1] for row in rows if " | Ready | " in row]  # colour | name | status | created
+    assert models == ["model", "model"], rows  # both runs' models, by name
+    for run in found:  # the source run's name and its test accuracy, as MLflow shows a float, in one row
+        value = repr(run.data.metrics["test_accuracy"])
+        assert any(run.info.run_name in row and value in row for row in rows), (run.info.run_name, value, rows)
+    assert "fashion_mnist" in text  # the dataset the metric was measured on, linked to it
+
+
+@needs_fashion_mnist
+def test_system_metrics_tab_draws_cpu_and_memory_charts(ui, runs, browser):
+    """The run page's System metrics tab, opened by clicking the run in the runs table and then the tab: MLflow's
+    own CPU and memory charts, each drawing a line through the points sampled while the run trained."""
+    _, url, _ = ui
+    experiment_id, found = runs
+    run = found[0]
+    browser.get(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+    page_text_with(browser, run.info.run_name)
+    browser.find_element("xpath", f"//a[contains(@href, '/runs/{run.info.run_id}') and "
+                                  f"contains(., '{run.info.run_name}')]").click()
+    page_text_with(browser, "Overview", "System metrics", "Artifacts")
+    browser.find_element("xpath", "//button[@role='tab' and normalize-space()='System metrics']").click()
+    text = page_text_with(browser, "cpu_utilization_percentage",
+                          f"{run.info.run_name} (system/cpu_utilization_percentage)")  # a chart's legend
+    assert browser.current_url.endswith(f"/runs/{run.info.run_id}/system-metrics")
+    assert "No system metrics" not in text
+    for chart in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        drawn_line(browser, chart)
+    browser.save_screenshot(str(SHOTS / "system_metrics.png"))
 
 
 @needs_fashion_mnist

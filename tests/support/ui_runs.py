@@ -21,6 +21,8 @@ ARTIFACTS = Path(os.environ.get("DEEPSUITE_TEST_ARTIFACTS", REPO / "test-artifac
 QUIET_SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 DROPOUTS = ("0.2", "0.4")
 RUN_NAMES = ("cnn-smoke-dropout-0.2", "cnn-smoke-dropout-0.4")
+# MLflow samples system metrics every 10 s by default; a 1-epoch smoke run may end before the first sample
+SAMPLE_EVERY_SECOND = {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
 _two_runs: Path | None = None
 
 
@@ -28,13 +30,15 @@ def two_finished_runs(tmp_path_factory) -> Path:
     """A folder whose mlruns/ holds two FINISHED image-classification smoke runs (1 epoch each).
 
     Trained at the same time (two cores, and it exercises concurrent writers on the sqlite store);
-    named explicitly, since default names only differ by the second they started in.
+    named explicitly, since default names only differ by the second they started in; system metrics are
+    sampled every second, so the run's System metrics tab has points to draw.
     """
     global _two_runs
     if _two_runs is None:
         folder = tmp_path_factory.mktemp("two-runs")
         runs = [start_cli(["run", "image-classification", "--preset", "smoke", "--set", "train.epochs=1",
-                           "--set", f"model.dropout={dropout}", "--set", f"tracking.run_name={name}"], cwd=folder)
+                           "--set", f"model.dropout={dropout}", "--set", f"tracking.run_name={name}"], cwd=folder,
+                          env=SAMPLE_EVERY_SECOND)
                 for dropout, name in zip(DROPOUTS, RUN_NAMES)]
         for run in runs:
             assert run.process.wait(900) == 0, run.output[-3000:]
