@@ -35,3 +35,20 @@ def optimizer(train: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
     if train.optimizer == "adam":
         return keras.optimizers.Adam(lr, **clip)
     return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=train.weight_decay or None, **clip)
+
+
+def jit_on_jax(model: keras.Model) -> keras.Model:
+    """Let a model with Keras's affine image augmentation compile with XLA on JAX; call it before compile().
+
+    Keras marks RandomTranslation, RandomRotation and RandomZoom as not jit-compatible on every backend
+    (TensorFlow's projective-transform op has no XLA kernel), so `jit_compile="auto"` runs the whole model op
+    by op: on JAX that gives up XLA's fusion on a GPU and cannot run in several processes at all. On JAX they
+    trace and compile (their transform is jax.scipy's map_coordinates); other backends are left as they are.
+    """
+    if keras.backend.backend() != "jax":
+        return model
+    affine = (keras.layers.RandomTranslation, keras.layers.RandomRotation, keras.layers.RandomZoom)
+    for layer in model._flatten_layers():
+        if isinstance(layer, affine):
+            layer.supports_jit = True
+    return model

@@ -11,14 +11,14 @@ import keras
 from keras import layers
 
 from deepsuite.common.pipeline import Splits
-from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.common.training import jit_on_jax, optimizer, steps_per_epoch
 from deepsuite.pipelines.image_classification.config import ImageClassificationConfig, ModelConfig
 
 
 def build_model(config: ImageClassificationConfig, splits: Splits) -> keras.Model:
     """The CNN for the training images' shape and classes, compiled; label smoothing needs one-hot
     targets and the categorical loss (data.fit_data gives them)."""
-    model = build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model)
+    model = jit_on_jax(build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model))
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.model.label_smoothing) \
         if config.model.label_smoothing else "sparse_categorical_crossentropy"
     steps = steps_per_epoch(len(splits.train), config.train.batch_size)

@@ -25,7 +25,7 @@ import keras
 from keras import layers, ops
 
 from deepsuite.common.pipeline import Splits
-from deepsuite.common.training import optimizer, steps_per_epoch
+from deepsuite.common.training import jit_on_jax, optimizer, steps_per_epoch
 from deepsuite.pipelines.medical_imaging.config import MedicalImagingConfig, ModelConfig
 
 CLASSIFIER = "classifier"
@@ -65,7 +65,7 @@ def model_input_size(stored: tuple[int, int], config: ModelConfig) -> tuple[int,
 
 def build_model(config: MedicalImagingConfig, splits: Splits) -> keras.Model:
     """The network for the training images' shape and classes, compiled on one-hot targets (data.fit_data)."""
-    model = build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model)
+    model = jit_on_jax(build_cnn(tuple(splits.train.x.shape[1:]), len(splits.metadata.class_names), config.model))
     if config.model.ensemble_members > 1:
         # the training output holds every member's probabilities: each member is scored on its own
         loss = EnsembleCrossentropy(label_smoothing=config.model.label_smoothing)
