@@ -21,7 +21,7 @@ from deepsuite.common.distribution import ArrayBatches, DeviceBatches
 from deepsuite.common.errors import ConfigError
 from deepsuite.pipelines.image_classification.config import PRESETS, ImageClassificationConfig
 from tests.support.cli import REPO, SHARED_DATA, run_cli
-from tests.support.data import needs_fashion_mnist, needs_tiny_shakespeare
+from tests.support.data import PNEUMONIA, needs_fashion_mnist, needs_pneumonia, needs_tiny_shakespeare
 from tests.support.store import client_for, only_run
 
 FOUR_CPUS = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -128,6 +128,55 @@ def test_text_generation_trains_on_four_jax_devices_like_on_one(tmp_path):
     assert four == pytest.approx(one, rel=1e-3)
 
 
+@needs_tiny_shakespeare
+def test_a_search_trains_its_trials_on_the_devices_of_train_devices(tmp_path):
+    # the first trial is the recipe (smoke batch 16: 4 per device); a trial outside the scope would train on
+    # one device and the 4-device model built inside it would not match its inputs' layout
+    result = run_cli(["tune", "text-generation", "--preset", "smoke", "--set",
+                      f"data.source=text:{SHARED_DATA / 'tinyshakespeare.txt'}", "--tuner", "random",
+                      "--max-trials", "1", "--max-epochs", "1"], cwd=tmp_path, env=FOUR_CPUS, backend="jax",
+                     hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    client = client_for(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("text-generation").experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("deepsuite.kind") == "search"]
+    [trial] = [r for r in runs if r.data.tags.get("deepsuite.kind") == "trial"]
+    assert parent.data.tags["distribution"] == "keras.distribution.DataParallel"
+    assert parent.data.tags["distribution.devices"] == "4"
+    assert trial.info.status == "FINISHED" and trial.data.tags["deepsuite.trial_status"] == "completed"
+
+
+JIT_CHECK = textwrap.dedent("""
+    import sys
+    from deepsuite.app import registry
+    from deepsuite.common.config import resolve
+
+    for name, overrides in (("image-classification", ["data.max_train_samples=200", "data.max_test_samples=50"]),
+                            ("medical-imaging", [f"data.source=medmnist:{sys.argv[1]}", "data.max_train_samples=100",
+                                                 "data.max_val_samples=20", "data.max_test_samples=20"])):
+        pipeline = registry.get(name)
+        config = resolve(pipeline.config_cls, pipeline.presets, "default", None, overrides)
+        model = pipeline.build_model(config, pipeline.load_data(config))
+        augmenting = sorted(layer.__class__.__name__ for layer in model._flatten_layers()
+                            if layer.__class__.__name__.startswith("Random"))
+        print(name, model.jit_compile, ",".join(augmenting))
+""")
+
+
+@needs_fashion_mnist
+@needs_pneumonia
+def test_the_image_models_compile_with_xla_on_jax_augmentation_included():
+    # Keras marks RandomTranslation/Rotation/Zoom not jit-compatible on every backend, which made the whole
+    # model run op by op on JAX (no XLA on a GPU; a multi-process run refused); on JAX they compile
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", JIT_CHECK, str(PNEUMONIA)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    assert lines["image-classification"].startswith("True ") and "RandomTranslation" in lines["image-classification"]
+    assert lines["medical-imaging"].startswith("True ") and "RandomZoom" in lines["medical-imaging"]
+
+
 # ----------------------------------------------------------------------------------------------
 # TensorFlow: MirroredStrategy over 2 logical CPU devices
 
@@ -186,13 +235,13 @@ def free_port() -> int:
 def test_two_jax_processes_train_one_run_together(tmp_path):
     """Each process shows 2 CPU devices: the job's mesh is 4 devices over 2 processes (gloo collectives).
 
-    Without augmentation: its RandomShift layer does not support jit, so on JAX the model would run op by op,
-    which a multi-process job refuses (distribution.require_compiled)."""
+    With the smoke preset's augmentation: a multi-process job needs an XLA-compiled model
+    (distribution.require_compiled), which Keras's RandomTranslation prevented until training.jit_on_jax."""
     port = free_port()
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     procs = [subprocess.Popen([sys.executable, "-m", "tests.support.without_tensorflow", *IC,
-                               "--set", "model.augment=false", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in (0, 1)]
     outputs = [p.communicate(timeout=1200) for p in procs]

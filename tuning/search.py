@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from deepsuite.common import backend
+from deepsuite.common import backend, distribution
 from deepsuite.common.errors import ConfigError, DeepsuiteError
 from deepsuite.common.pipeline import Pipeline
 from deepsuite.common.redaction import redact
@@ -42,6 +42,7 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
              f"{tags.get('deepsuite.registered', 'not registered')}. Use --name to start another search.")
         return SearchResult(name, found[0].info.run_id, session.project_dir)
     env_tags = backend.configure(base.seed, base.deterministic, False)
+    env_tags |= distribution.plan(base.train).tags()  # refuses a batch the devices do not divide, before any trial
     tracker.start(session.experiment, f"search-{name}", {**session.tags, "deepsuite.preset": base.preset,
                                                           "deepsuite.tuner": options.tuner, **env_tags},
                   description=f"{options.tuner} search over {session.pipeline.name} (preset {base.preset})",

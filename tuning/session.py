@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from deepsuite.common import distribution
 from deepsuite.common.config import RunConfig, flatten, parse_set, resolve
 from deepsuite.common.errors import ConfigError
 from deepsuite.common.pipeline import Pipeline
@@ -222,9 +223,14 @@ class SearchSession:
         gc.freeze()
 
     def run_trials(self) -> None:
-        """The tuner's search loop: trials until the oracle (here or at the chief) has none left."""
+        """The tuner's search loop: trials until the oracle (here or at the chief) has none left.
+
+        Every trial builds and fits its model under the base config's device plan (`train.devices`, as
+        `deepsuite run` does); a worker of `tune --workers` that was pinned to one GPU sees one device.
+        """
         try:
-            self.tuner.search(verbose=0)
+            with distribution.scope(distribution.plan(self.base.train)):
+                self.tuner.search(verbose=0)
         finally:
             gc.unfreeze()
 
