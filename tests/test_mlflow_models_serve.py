@@ -1,5 +1,5 @@
 """MLflow's own scoring server on every pipeline's logged model: `mlflow models serve -m runs:/<id>/model
---env-manager local` on loopback, queried as curl would (a JSON body with "inputs" and "params"), answers
+--env-manager local` (recommendation's by its registered alias, `models:/<name>@<alias>`) on loopback, queried as curl would (a JSON body with "inputs" and "params"), answers
 what `deepsuite predict / generate / recommend / denoise --json` prints for the same inputs.
 
 One smoke run per pipeline (tests/support/smoke_runs.py: the runs the pipelines' own test files read, so a
@@ -131,6 +131,22 @@ CASES = [
 ]
 
 
+def registered(folder: Path, run, name: str, alias: str) -> str:
+    """`models:/<name>@<alias>` for the run's LoggedModel, registered through the suite's tracker (as `tune` does)."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from deepsuite.common.tracking import Tracker
+
+    [output] = run.outputs.model_outputs
+    previous = tracking_utils._tracking_uri  # Tracker points this process's mlflow at the store: undone after
+    try:
+        Tracker(f"sqlite:///{folder}/mlruns/mlflow.db", folder / "mlruns").register_model(
+            f"models:/{output.model_id}", name, alias)
+    finally:
+        tracking_utils._tracking_uri = previous
+    return f"models:/{name}@{alias}"
+
+
 @pytest.mark.parametrize("pipeline, case", CASES)
 def test_mlflow_models_serve_answers_like_the_cli(pipeline, case, tmp_path_factory, tmp_path):
     if pipeline == "sentiment-analysis":
@@ -138,7 +154,10 @@ def test_mlflow_models_serve_answers_like_the_cli(pipeline, case, tmp_path_facto
     folder, _ = shared_smoke_run(pipeline, tmp_path_factory)
     _, run = only_run(folder, pipeline)
     inputs = case(tmp_path)
-    with mlflow_models_serve(f"runs:/{run.info.run_id}/model", folder) as server:  # starts while the CLI runs
+    model_uri = f"runs:/{run.info.run_id}/model"
+    if pipeline == "recommendation":  # one model served by its registered alias, as `tune` registers its best
+        model_uri = registered(folder, run, pipeline, "champion")
+    with mlflow_models_serve(model_uri, folder) as server:  # starts while the CLI runs
         cli = run_cli([run.info.run_id if arg == "RUN" else arg for arg in inputs.cli], cwd=folder)
         assert cli.code == 0, cli.err[-2000:]
         server.wait_ready()
