@@ -1,9 +1,9 @@
 """Batches decoded from image files as training reads them: bounded memory, parallel workers, seeded order.
 
 `ImageFileBatches` is a `keras.utils.PyDataset` (so it runs on every backend, JAX without TensorFlow
-included) over `data.image_files.ImageFiles`. Keras's thread pool (`workers`) decodes up to
-`max_queue_size` batches ahead; Pillow releases the GIL while it decodes and resizes, so threads decode in
-parallel, and memory holds those batches only, whatever the folder's size.
+included) over `data.image_files.ImageFiles`. `workers` threads decode in parallel (Pillow releases the GIL
+while it decodes and resizes): on TensorFlow up to `max_queue_size` batches ahead through tf.data, elsewhere
+the files of one batch at a time; memory holds those batches only, whatever the folder's size.
 
 On TensorFlow the same batches also come as a tf.data pipeline (`dataset`, tf_image_batches.py), which
 keeps pace with Keras's own folder loader. Training order is the arrays' (`batches.ShuffledArrays`, or on TensorFlow `tf_batches`): each epoch is a
@@ -35,7 +35,13 @@ class ImageFileBatches(EpochSeeded):
     def __init__(self, files: ImageFiles, targets: Any, batch_size: int, seed: int = 0, shuffle: bool = True,
                  workers: int | None = None, max_queue_size: int = 8):
         workers = default_workers() if workers is None else int(workers)
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+        # On TensorFlow fit() and predict() get `dataset`, whose map runs `workers` batches at once. Elsewhere
+        # Keras's own thread pool would be the parallel part, but it prefetches across `set_epoch` (the JAX
+        # trainer starts it on a peeked batch and keeps what it had queued), so epoch 0 would begin with
+        # batches of another order: there the pool stays off and each batch decodes on `workers` threads.
+        self.decode_threads = 1 if keras.backend.backend() == "tensorflow" else workers
+        super().__init__(workers=workers if keras.backend.backend() == "tensorflow" else 1,
+                         use_multiprocessing=False, max_queue_size=max_queue_size)
         self.files, self.targets = files, targets
         self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
         self._order = (None, None)   # (epoch, permutation), replaced whole: workers read it from threads
@@ -70,7 +76,7 @@ class ImageFileBatches(EpochSeeded):
         if index < 0 or index >= len(self):
             raise IndexError(f"batch {index} of {len(self)}")
         rows = self.rows(index)
-        images = self.files[rows].read()
+        images = self.files[rows].read(threads=self.decode_threads)
         return (images,) if self.targets is None else (images, self.targets[rows])
 
 

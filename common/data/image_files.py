@@ -3,8 +3,9 @@
 A folder of 100,000 photos at 224 x 224 is 15 GB of uint8 once decoded; `ImageFiles` holds only the paths
 and decodes on demand. It indexes like the array it stands for: slicing or fancy indexing gives another
 `ImageFiles` (nothing read), an integer gives one decoded image and `np.asarray(files)` decodes them all
-(a handful: the errors grid, an input example). Every image goes through `images.read_image`, the reader of
-the in-memory path, so a streamed batch has exactly the pixels the arrays would have had.
+(a handful: the errors grid, an input example). Every image goes through the reader of the in-memory path
+(`images.read_image`, or the one a pipeline passes, e.g. medical imaging's centre crop with DICOM), so a
+streamed batch has exactly the pixels the arrays would have had.
 
 Before training, `check_headers` opens every file's header (format, size; no pixel decoding) and names
 every bad one at once: not an image, empty, or over `images.MAX_PIXELS`. A file whose body is damaged past
@@ -17,6 +18,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -34,14 +36,17 @@ BUDGET_ENV = "DEEPSUITE_MEMORY_BUDGET"   # e.g. 8G: the memory the data may assu
 
 
 class ImageFiles:
-    """N image files standing for an N x H x W x C uint8 array (each file resized/converted when read)."""
+    """N image files standing for an N x H x W x C uint8 array (each file resized/converted when read).
+
+    `reader(path, channels=, size=)` decodes one file to H x W x C uint8 (default `images.read_image`)."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, paths, size: tuple[int, int], channels: int):
+    def __init__(self, paths, size: tuple[int, int], channels: int, reader: Callable | None = None):
         self.paths = np.asarray([str(p) for p in paths], dtype=object)
         self.size, self.channels = (int(size[0]), int(size[1])), int(channels)
+        self.reader = reader or read_image
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -56,14 +61,22 @@ class ImageFiles:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            return read_image(self.paths[index], channels=self.channels, size=self.size)
-        return ImageFiles(self.paths[index], self.size, self.channels)
+            return self._read_one(self.paths[index])
+        return ImageFiles(self.paths[index], self.size, self.channels, self.reader)
 
-    def read(self) -> np.ndarray:
-        """Decode every file (in order) into one array."""
+    def _read_one(self, path: str) -> np.ndarray:
+        return self.reader(path, channels=self.channels, size=self.size)
+
+    def read(self, threads: int | None = None) -> np.ndarray:
+        """Decode every file (in order) into one array; `threads` > 1 decodes that many files at a time."""
         out = np.empty(self.shape, dtype=np.uint8)
+        if threads and threads > 1 and len(self) > 1:
+            with ThreadPoolExecutor(min(int(threads), len(self))) as pool:
+                for i, image in enumerate(pool.map(self._read_one, self.paths)):
+                    out[i] = image
+            return out
         for i, path in enumerate(self.paths):
-            out[i] = read_image(path, channels=self.channels, size=self.size)
+            out[i] = self._read_one(path)
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -79,13 +92,14 @@ def check_headers(paths, threads: int | None = None) -> None:
     paths = [str(p) for p in paths]
     workers = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        problems = [p for p in pool.map(_header_problem, paths, chunksize=256) if p]
+        problems = [p for p in pool.map(image_header_problem, paths, chunksize=256) if p]
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise DataError(f"{len(problems)} unreadable image(s): " + "; ".join(problems[:5]) + more)
 
 
-def _header_problem(path: str) -> str | None:
+def image_header_problem(path: str) -> str | None:
+    """What is wrong with an image file, from its header (None when nothing is)."""
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -32,6 +32,11 @@ class DataConfig(Section):
     max_train_samples: int | None = Field(None, ge=10, description="subsample train (smoke tests)")
     max_val_samples: int | None = Field(None, ge=10)
     max_test_samples: int | None = Field(None, ge=10)
+    stream: bool | None = Field(None, description="folder sources: decode images per batch from disk (bounded "
+                                                  "memory) instead of loading arrays; unset: stream when the "
+                                                  "decoded images would take over 25% of the available memory")
+    stream_workers: int | None = Field(None, ge=1, le=64, description="threads decoding streamed batches; "
+                                                                      "default: CPU cores, at most 8")
 
 
 class ModelConfig(Section):

@@ -4,8 +4,11 @@ MedMNIST files carry official splits, used as they are. A folder may carry its o
 (`{train,val,test}/<class>/`), only train/test, or nothing; where validation or test has to be carved
 out, whole patients are assigned to one split (ids from a CSV, the DICOM header or the file name),
 and the number of patients found in more than one split is reported so a reader can see there is
-no leakage. `load_data` turns them into the pipeline's Splits and MedicalImagingMetadata; `fit_data`
-adds class weights and, with `model.mixup`, mixup batches (mixup.py).
+no leakage. A folder may be streamed (`data.stream`, or automatically when its decoded images would take
+over a quarter of the available memory): its splits then hold `ImageFiles` (paths decoded per batch,
+folder_files.py) with the same files, labels, patients and split as the arrays. `load_data` turns them into
+the pipeline's Splits and MedicalImagingMetadata; `fit_data` adds class weights and, with `model.mixup`,
+mixup batches (mixup.py), and gives fit() batches decoded from the files when the folder is streamed.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from deepsuite.common.data.cache import array_digest, cached_arrays
+from deepsuite.common.data.image_files import ImageFiles, choose_streaming, listing_digest
 from deepsuite.common.data.images import IMAGE_SUFFIXES, read_image
 from deepsuite.common.errors import ConfigError, DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
@@ -24,6 +28,7 @@ from deepsuite.pipelines.medical_imaging import medmnist
 from deepsuite.pipelines.medical_imaging.config import DataConfig, MedicalImagingConfig
 from deepsuite.pipelines.medical_imaging.contract import MedicalImagingMetadata, PatientSplit
 from deepsuite.pipelines.medical_imaging.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
+from deepsuite.pipelines.medical_imaging.folder_files import join, streamed_splits
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FOLDER_SIZE = (64, 64)
@@ -33,16 +38,17 @@ DEFAULT_FOLDER_SIZE = (64, 64)
 class MedicalImages:
     name: str
     source: str
-    images: dict[str, np.ndarray]            # split -> N x H x W x C uint8
+    images: dict[str, np.ndarray]            # split -> N x H x W x C uint8 (or ImageFiles when streamed)
     labels: dict[str, np.ndarray]            # split -> N int64
     class_names: list[str]
     split_note: str                          # how the splits were made, for the report
     patients: dict[str, np.ndarray] | None = None   # split -> patient id per image, when known
     leakage: dict = field(default_factory=dict)
+    files_digest: str | None = None          # streamed folders: a digest of the file listing (image_files)
 
     @property
     def digest(self) -> str:
-        return array_digest(*(self.images[s] for s in SPLITS), *(self.labels[s] for s in SPLITS))
+        return self.files_digest or array_digest(*(self.images[s] for s in SPLITS), *(self.labels[s] for s in SPLITS))
 
 
 def load_data(config: MedicalImagingConfig) -> Splits:
@@ -93,17 +99,31 @@ def input_example(splits: Splits) -> np.ndarray:
 
 
 def fit_data(splits: Splits, config: MedicalImagingConfig) -> FitData:
-    """One-hot targets (the loss smooths labels) with class weights; mixup batches when model.mixup > 0."""
+    """One-hot targets (the loss smooths labels) with class weights; mixup batches when model.mixup > 0.
+
+    A streamed folder gives batches decoded from its files (`ImageFileBatches`) in the order the arrays'
+    batches have for this seed and epoch (`batches.ShuffledArrays`), so both train the same way."""
     n = len(splits.metadata.class_names)
     onehot = np.eye(n, dtype="float32")
     weights = class_weights(splits.train.y, n, config.model.class_weight)
+    batch, workers = config.train.batch_size, config.data.stream_workers
+    streamed = isinstance(splits.train.x, ImageFiles)
     validation = (splits.val.x, onehot[splits.val.y])
+    if streamed:
+        from deepsuite.common.image_batches import ImageFileBatches, default_workers  # Keras loads here
+
+        workers = workers or default_workers()
+        val = ImageFileBatches(splits.val.x, onehot[splits.val.y], batch, shuffle=False, workers=workers)
+        validation = getattr(val, "dataset", val)  # tf.data on TensorFlow
     if config.model.mixup > 0:
         from deepsuite.pipelines.medical_imaging.mixup import MixupBatches  # a keras PyDataset: Keras loads here
 
-        batches = MixupBatches(splits.train.x, splits.train.y, n, config.train.batch_size, config.model.mixup,
-                               weights, config.seed)
+        batches = MixupBatches(splits.train.x, splits.train.y, n, batch, config.model.mixup, weights, config.seed,
+                               workers=workers if streamed else None)
         return FitData(batches, validation_data=validation)
+    if streamed:
+        train = ImageFileBatches(splits.train.x, onehot[splits.train.y], batch, config.seed, workers=workers)
+        return FitData(train, validation_data=validation, class_weight=weights)
     return FitData(splits.train.x, onehot[splits.train.y], validation, class_weight=weights)
 
 
@@ -209,6 +229,13 @@ def load_folder(root: Path, data: DataConfig, seed: int) -> MedicalImages:
         if split == "train" and len(classes) < len(names):
             raise DataError(f"{root / split}: has classes {sorted(classes)} but other splits have {names}")
     patient_of = _patient_lookup(root, data)
+    count = sum(len(files) for classes in layout.values() for files in classes.values())
+    if choose_streaming(data.stream, count * size[0] * size[1] * channels, f"folder {root}"):
+        arrays = streamed_splits(root, layout, names, size, channels, read_medical_image, patient_of)
+        images = _split_folder(root, arrays, names, data, seed)
+        paths = np.concatenate([images.images[s].paths for s in SPLITS])
+        images.files_digest = listing_digest(paths, np.concatenate([images.labels[s] for s in SPLITS]), root)
+        return images
 
     def build() -> dict[str, np.ndarray]:
         arrays, bad = {}, []
@@ -253,7 +280,8 @@ def _patient_lookup(root: Path, data: DataConfig):
                 table[row["path"]] = row["patient_id"]
     pattern = re.compile(data.patient_pattern) if data.patient_pattern else None
 
-    def patient_of(path: Path) -> str:
+    def patient_of(path: Path, header=None) -> str:
+        """`header`: the file's DICOM header if already read (the streamed folder's header pass)."""
         relative = str(path.relative_to(root))
         for key in (relative, path.name):
             if key in table:
@@ -262,7 +290,8 @@ def _patient_lookup(root: Path, data: DataConfig):
             import pydicom
 
             try:
-                patient = str(pydicom.dcmread(path, stop_before_pixels=True).get("PatientID", "") or "")
+                header = header if header is not None else pydicom.dcmread(path, stop_before_pixels=True)
+                patient = str(header.get("PatientID", "") or "")
             except Exception:  # noqa: BLE001 - unreadable headers were reported by the image read
                 patient = ""
             if patient:
@@ -290,7 +319,7 @@ def _split_folder(root: Path, arrays: dict[str, np.ndarray], names: list[str], d
     if val is None or min(np.bincount(val[1], minlength=len(names))) < data.min_val_per_class:
         if val is not None:  # e.g. Kermany's 16-image val/: too small to choose a threshold on
             notes.append(f"val/ has fewer than {data.min_val_per_class} images of some class: merged into train")
-            split_of["train"] = tuple(np.concatenate([a, b]) for a, b in zip(split_of["train"], val))
+            split_of["train"] = tuple(join(a, b) for a, b in zip(split_of["train"], val))
         x, y, ids = split_of["train"]
         keep, held = group_split(y, ids, data.val_fraction, seed)
         split_of["val"], split_of["train"] = (x[held], y[held], ids[held]), (x[keep], y[keep], ids[keep])

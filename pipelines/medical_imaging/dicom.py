@@ -56,28 +56,48 @@ def _code(value) -> str | None:
 
 def read_dicom(path: str | Path, channels: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
     """Return an HxWxC uint8 display image of the first frame; `size` (h, w) resizes."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"DICOM file not found: {path}")
-    try:
-        dataset = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise DataError(f"{path}: not a DICOM file (no 'DICM' header); expected a DICOM image") from None
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged headers
-        raise DataError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {str(exc)[:160]})") from None
+    dataset = _open(path)
     if not any(tag in dataset for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        kind = dataset.get("Modality") or dataset.get("SOPClassUID", "unknown")
-        raise DataError(f"{path}: DICOM without an image (modality/SOP class {kind}); "
-                        "expected an image such as an X-ray (CR/DX), CT or MR slice")
+        _no_image(dataset, path)
     _check_size(dataset, path)
     pixels = _pixels(dataset, path)
     if pixels.ndim == 4 or (pixels.ndim == 3 and dataset.get("SamplesPerPixel", 1) == 1):
         pixels = pixels[0]  # multi-frame: the first frame
     image = _display(dataset, pixels)
     return _conform(image, channels, size)
+
+
+def read_header(path: str | Path):
+    """The header only, pixel data not read (a folder's check before training): a DataError, worded as
+    `read_dicom`'s, for a file that is not DICOM, has no image (no Rows/Columns) or is too large to decode.
+    Damaged pixel data is found when the image is decoded."""
+    path = Path(path)
+    dataset = _open(path, stop_before_pixels=True)
+    if "Rows" not in dataset or "Columns" not in dataset:
+        _no_image(dataset, path)
+    _check_size(dataset, path)
+    return dataset
+
+
+def _open(path: Path, **options):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if not path.is_file():
+        raise DataError(f"DICOM file not found: {path}")
+    try:
+        return pydicom.dcmread(path, **options)
+    except InvalidDicomError:
+        raise DataError(f"{path}: not a DICOM file (no 'DICM' header); expected a DICOM image") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged headers
+        raise DataError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {str(exc)[:160]})") from None
+
+
+def _no_image(dataset, path: Path):
+    kind = dataset.get("Modality") or dataset.get("SOPClassUID", "unknown")
+    raise DataError(f"{path}: DICOM without an image (modality/SOP class {kind}); "
+                    "expected an image such as an X-ray (CR/DX), CT or MR slice")
 
 
 def _check_size(dataset, path: Path) -> None:

@@ -8,6 +8,10 @@ with the exported model (`decision` in deepsuite.json) so `deepsuite predict` us
 The out-of-distribution detector (ood.py) is fitted on the training images' features, its threshold chosen
 on validation; the share of test images it flags is reported (`ood_flagged_fraction`), and the expected
 domain (config `domain`) and the detector's threshold go into the export's metadata for predict.
+
+A streamed folder's splits (`ImageFiles`) are predicted through in-order batches decoded by worker threads
+(`image_batches.prediction_input`), and the detector's features and the Grad-CAM cases decode only the
+images they need, a chunk at a time; arrays are predicted as they always were.
 """
 from __future__ import annotations
 
@@ -23,13 +27,15 @@ from deepsuite.pipelines.medical_imaging import figures, ood
 from deepsuite.pipelines.medical_imaging.config import DomainConfig, EvaluationConfig, MedicalImagingConfig
 from deepsuite.pipelines.medical_imaging.contract import Decision, ExpectedDomain, OodCheck
 
+STREAMED_BATCH = 128   # a streamed split is predicted in batches of this many images (arrays: 512)
+
 
 def evaluate(model, splits: Splits, config: MedicalImagingConfig) -> Evaluation:
     """Binary: metrics at the threshold chosen on validation, which goes into the export's metadata;
     multi-class: argmax metrics and one-vs-rest ROC-AUC."""
     meta = splits.metadata
-    val_probs = to_numpy(model.predict(splits.val.x, batch_size=512, verbose=0))
-    test_probs = to_numpy(model.predict(splits.test.x, batch_size=512, verbose=0))
+    val_probs = predict(model, splits.val.x, config.data.stream_workers)
+    test_probs = predict(model, splits.test.x, config.data.stream_workers)
     if len(meta.class_names) == 2:
         evaluation, decision = evaluate_binary(model, splits, val_probs, test_probs, config.evaluation)
         meta.decision = decision  # exported in deepsuite.json: predict applies the same threshold
@@ -38,17 +44,25 @@ def evaluate(model, splits: Splits, config: MedicalImagingConfig) -> Evaluation:
     evaluation.notes.insert(0, f"splits: {meta.split}")
     meta.domain = ExpectedDomain(modalities=config.domain.modalities, body_parts=config.domain.body_parts,
                                  policy=config.domain.policy)
-    check_ood(model, splits, config.domain, evaluation)
+    check_ood(model, splits, config.domain, evaluation, config.data.stream_workers)
     if meta.patient_split and meta.patient_split.known:
         evaluation.metrics["split_shared_patients"] = float(meta.patient_split.shared_patients)
     return evaluation
 
 
-def check_ood(model, splits: Splits, config: DomainConfig, evaluation: Evaluation) -> None:
+def predict(model, images, workers: int | None = None) -> np.ndarray:
+    """Class probabilities of arrays (batches of 512) or of a streamed split's files (in-order batches)."""
+    from deepsuite.common.image_batches import prediction_input  # Keras is loaded by now
+
+    x, options = prediction_input(images, 512, workers, streamed_batch=STREAMED_BATCH)
+    return to_numpy(model.predict(x, verbose=0, **options))
+
+
+def check_ood(model, splits: Splits, config: DomainConfig, evaluation: Evaluation, workers: int | None = None) -> None:
     """Fit the out-of-distribution detector on train, choose its threshold on validation, report test's
     flagged share; the detector rides on the metadata to `export_extras`, which writes it."""
     meta, names = splits.metadata, splits.metadata.class_names
-    features = ood.feature_extractor(model)
+    features = ood.feature_extractor(model, workers)
     detector = ood.Detector.fit(features(splits.train.x), np.asarray(splits.train.y))
     y_val, y_test = np.asarray(splits.val.y), np.asarray(splits.test.y)
     val_scores, test_scores = detector.score(features(splits.val.x)), detector.score(features(splits.test.x))
@@ -165,8 +179,9 @@ def gradcam_grid(model, images: np.ndarray, y: np.ndarray, predicted: np.ndarray
     if not per_group or not picks:
         return None
     picks = np.asarray(picks)
-    heatmaps = GradCam(model)(images[picks], predicted[picks])
-    pictures = np.stack([overlay(images[i], h, size=112) for i, h in zip(picks, heatmaps)])
+    chosen = np.asarray(images[picks])   # a streamed split decodes these images only
+    heatmaps = GradCam(model)(chosen, predicted[picks])
+    pictures = np.stack([overlay(image, h, size=112) for image, h in zip(chosen, heatmaps)])
     labels = [("ok " if predicted[i] == y[i] else "WRONG ") + captions[i] for i in picks]
     return reports.image_grid(pictures, labels, f"Grad-CAM of the predicted class: {min(len(correct), per_group)} "
                                                 f"correct, {min(len(wrong), per_group)} wrong (true -> predicted)")

@@ -10,11 +10,17 @@ class MixupBatches(EpochSeeded):
     """Training batches of mixup (Zhang et al., 2018): each image blended with a shuffled partner,
     x = lam * a + (1 - lam) * b with lam ~ Beta(alpha, alpha), the one-hot labels and the class weights
     blended alike (class weights become sample weights). Pixels stay uint8, as the model expects.
-    Each epoch's pairs and blends come from (seed, epoch) only, so a resumed run draws the same ones."""
+    Each epoch's pairs and blends come from (seed, epoch) only, so a resumed run draws the same ones.
+    `x` may be a streamed folder's `ImageFiles`: each batch then decodes its images and their partners, on
+    `workers` threads, and blends them as it would the arrays."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, alpha: float,
-                 class_weight: dict[int, float] | None, seed: int):
+                 class_weight: dict[int, float] | None, seed: int, workers: int | None = None):
+        # Keras's own worker pool would prefetch batches across `set_epoch` (the JAX trainer starts it on a
+        # peeked batch), so the epoch would begin with another epoch's draws: a batch's files decode on
+        # `workers` threads of its own instead
         super().__init__()
+        self.decode_threads = int(workers or 1)
         self.x, self.y, self.batch_size, self.alpha = x, y, batch_size, alpha
         self.onehot = np.eye(num_classes, dtype="float32")[y]
         weights = np.ones(num_classes, "float32") if class_weight is None else \
@@ -41,7 +47,11 @@ class MixupBatches(EpochSeeded):
         order, partner, lam = self._draw()
         a, b, lam = order[rows], partner[rows], lam[rows]
         shape = (-1,) + (1,) * (self.x.ndim - 1)
-        images = lam.reshape(shape) * self.x[a] + (1 - lam.reshape(shape)) * self.x[b]
+        images = lam.reshape(shape) * self._pixels(a) + (1 - lam.reshape(shape)) * self._pixels(b)
         labels = lam[:, None] * self.onehot[a] + (1 - lam[:, None]) * self.onehot[b]
         weights = lam * self.weights[a] + (1 - lam) * self.weights[b]
         return np.clip(np.rint(images), 0, 255).astype("uint8"), labels, weights
+
+    def _pixels(self, rows: np.ndarray) -> np.ndarray:
+        part = self.x[rows]
+        return part.read(threads=self.decode_threads) if hasattr(part, "read") else part

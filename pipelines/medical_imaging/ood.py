@@ -30,6 +30,7 @@ Keras models and numpy only, no backend-specific code (tested on TensorFlow and 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,12 @@ BATCH = 512
 RIDGE = 1e-6           # added to the diagonal, relative to the mean feature variance
 
 
-def feature_extractor(model):
-    """images (N x H x W x C uint8) -> features (N x D float64): each classifier's pooled last feature map."""
+def feature_extractor(model, workers: int | None = None):
+    """images (N x H x W x C uint8, or a streamed folder's ImageFiles, decoded a batch at a time on `workers`
+    threads) -> features (N x D float64): each classifier's pooled last feature map."""
     import keras
+
+    from deepsuite.common.data.image_files import ImageFiles
 
     from deepsuite.pipelines.medical_imaging.model import PREPROCESSED, classifiers_of
 
@@ -53,7 +57,10 @@ def feature_extractor(model):
     def features(images: np.ndarray) -> np.ndarray:
         parts = []
         for start in range(0, len(images), BATCH):
-            pixels = preprocess(images[start:start + BATCH], training=False)
+            chunk = images[start:start + BATCH]
+            if isinstance(chunk, ImageFiles):
+                chunk = chunk.read(threads=workers or min(8, os.cpu_count() or 1))
+            pixels = preprocess(chunk, training=False)
             parts.append(np.concatenate([keras.ops.convert_to_numpy(head(pixels, training=False)) for head in heads],
                                         axis=1))
         stacked = np.concatenate(parts) if parts else np.zeros((0, 0))
