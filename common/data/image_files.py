@@ -94,8 +94,13 @@ def check_headers(paths, threads: int | None = None) -> None:
     with ThreadPoolExecutor(workers) as pool:
         problems = [p for p in pool.map(image_header_problem, paths, chunksize=256) if p]
     if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise DataError(f"{len(problems)} unreadable image(s): " + "; ".join(problems[:5]) + more)
+        raise unreadable(problems)
+
+
+def unreadable(problems: list[str], where: str = "") -> DataError:
+    """One error naming the first five bad files of a header pass and how many more there are."""
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return DataError(f"{len(problems)} unreadable image(s){where}: " + "; ".join(problems[:5]) + more)
 
 
 def image_header_problem(path: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from deepsuite.common.data.image_files import ImageFiles, image_header_problem
+from deepsuite.common.data.image_files import ImageFiles, image_header_problem, unreadable
 from deepsuite.common.errors import DataError
 from deepsuite.pipelines.medical_imaging.dicom import is_dicom, read_header
 
@@ -33,8 +33,7 @@ def streamed_splits(root: Path, layout: dict[str, dict[str, list[Path]]], names:
         facts = list(pool.map(lambda entry: file_facts(entry[2], patient_of), entries, chunksize=64))
     bad = [problem for problem, _ in facts if problem]
     if bad:
-        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-        raise DataError(f"{len(bad)} unreadable image(s) in {root}: " + "; ".join(bad[:5]) + more)
+        raise unreadable(bad, f" in {root}")
     arrays: dict[str, object] = {}
     for split in layout:
         rows = [i for i, entry in enumerate(entries) if entry[0] == split]
