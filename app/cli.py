@@ -301,9 +301,6 @@ def format_result(result: dict) -> str:
     return json.dumps(result, default=str)
 
 
-FLEET_OWNS = {"workers", "distributed", "port", "host", "chief", "worker_id", "connect_timeout"}
-
-
 def cmd_tune(args) -> int:
     if args.workers is not None:
         return _tune_fleet(args)
@@ -329,7 +326,7 @@ def cmd_tune(args) -> int:
 
 def _tune_fleet(args) -> int:
     """`tune --workers N|per-device`: this process supervises a chief and N workers (app/fleet.py)."""
-    from deepsuite.app.fleet import parse_workers, run_fleet
+    from deepsuite.app.fleet import forwarded_args, parse_workers, run_fleet
     from deepsuite.app.ports import ensure_port_free, is_loopback
     from deepsuite.common.errors import ConfigError
 
@@ -343,34 +340,7 @@ def _tune_fleet(args) -> int:
                           "on other machines: --distributed chief --host ... and --distributed worker there)")
     if args.port is not None:
         ensure_port_free("127.0.0.1", args.port, "the chief")
-    return run_fleet(_forwarded(args.tune_parser, args), workers, args.debug, args.port)
-
-
-def _forwarded(parser: argparse.ArgumentParser, args) -> list[str]:
-    """The tune command line that gives `args` (less what the fleet sets per child): the chief and every worker
-    get the same arguments, so they name the same search."""
-    argv: list[str] = []
-    for action in parser._actions:
-        if action.dest in FLEET_OWNS or action.dest == "help":
-            continue
-        value = getattr(args, action.dest, None)
-        if not action.option_strings:
-            argv.append(str(value))
-        elif isinstance(action, argparse._StoreTrueAction):
-            argv += [action.option_strings[-1]] if value else []
-        elif isinstance(action, argparse._AppendAction):
-            for item in value or []:
-                argv += [action.option_strings[-1], str(item)]
-        elif value is not None and value != _parsed_default(action):
-            argv += [action.option_strings[-1], str(value)]
-    return argv
-
-
-def _parsed_default(action: argparse.Action):
-    """argparse passes a string default through the option's type (--store's "mlruns" becomes a Path)."""
-    if isinstance(action.default, str) and action.type is not None:
-        return action.type(action.default)
-    return action.default
+    return run_fleet(forwarded_args(args.tune_parser, args), workers, args.debug, args.port)
 
 
 def _exit_after_interrupted_training(code: int) -> None:

@@ -24,6 +24,7 @@ only this process) and, on Linux, are signalled by the kernel if this process di
 """
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import signal
@@ -51,6 +52,36 @@ try:  # looked up here: a child between fork and exec must not import (another t
 except (ImportError, OSError, AttributeError):
     _PRCTL = None
 PR_SET_PDEATHSIG = 1
+
+
+FLEET_OWNS = {"workers", "distributed", "port", "host", "chief", "worker_id", "connect_timeout"}
+
+
+def forwarded_args(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The tune command line that gives `args` (less what the fleet sets per child): the chief and every worker
+    get the same arguments, so they name the same search."""
+    argv: list[str] = []
+    for action in parser._actions:
+        if action.dest in FLEET_OWNS or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            argv.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[-1]] if value else []
+        elif isinstance(action, argparse._AppendAction):
+            for item in value or []:
+                argv += [action.option_strings[-1], str(item)]
+        elif value is not None and value != _parsed_default(action):
+            argv += [action.option_strings[-1], str(value)]
+    return argv
+
+
+def _parsed_default(action: argparse.Action):
+    """argparse passes a string default through the option's type (--store's "mlruns" becomes a Path)."""
+    if isinstance(action.default, str) and action.type is not None:
+        return action.type(action.default)
+    return action.default
 
 
 def parse_workers(text: str) -> int | None:

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from deepsuite.app.cli import FLEET_OWNS, _forwarded, build_parser
+from deepsuite.app.cli import build_parser
+from deepsuite.app.fleet import FLEET_OWNS, forwarded_args
 from deepsuite.app.fleet import assign, parse_workers, visible_gpus
 from deepsuite.tuning.session import SearchOptions
 from tests.support.cli import run_in_process
@@ -77,12 +78,12 @@ def test_chief_and_workers_get_the_arguments_that_name_the_same_search():
              "--fix", "model.num_layers=2", "--set", "train.epochs=3", "--set", "data.max_chars=5000",
              "--tune-precision", "--store", "elsewhere", "--name", "s1", "--connect-timeout", "9", "--workers", "2"]
     args = build_parser(given).parse_args(given)
-    forwarded = _forwarded(args.tune_parser, args)
+    forwarded = forwarded_args(args.tune_parser, args)
     assert "--workers" not in forwarded and "--connect-timeout" not in forwarded
     assert forwarded[:1] == ["text-generation"] and forwarded.count("--set") == 2
     assert options_of(["tune", *forwarded, "--distributed", "worker", "--chief", "127.0.0.1:1"]) == options_of(given)
     bare = build_parser().parse_args(["tune", "image-classification", "--workers", "1"])
-    assert _forwarded(bare.tune_parser, bare) == ["image-classification"]  # defaults are not repeated
+    assert forwarded_args(bare.tune_parser, bare) == ["image-classification"]  # defaults are not repeated
 
 
 def test_a_chief_that_fails_is_shown_prefixed_and_no_worker_starts(tmp_path):
