@@ -129,3 +129,20 @@ def test_bench_exit_code_follows_the_target_verdicts(preset, verdicts, code):
     expected = ("smoke preset: targets reported, not gated" if preset == "smoke"
                 else f"targets: {len(verdicts) - missed} met, {missed} NOT met")
     assert expected in proc.stdout
+
+
+@pytest.mark.slow
+def test_data_parallel_bench_compares_four_simulated_devices_with_one(tmp_path):
+    """bench/data_parallel.py runs the preset on 1 and on 4 simulated JAX devices in subprocesses and prints
+    both final validation figures with the tolerance verdict (text generation only: the shortest)."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "data_parallel.py"), "--preset", "smoke",
+                           "--pipelines", "text-generation", "--store", str(tmp_path)], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+                          timeout=600, check=False)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert len(re.findall(r"^   seed 42 \| split sizes", out, re.MULTILINE)) == 2, out
+    line = re.search(r"final val_loss: 4 devices ([\d.]+), 1 device ([\d.]+); .*target met", out)
+    assert line, out
+    assert float(line[1]) == pytest.approx(float(line[2]), rel=1e-3)
+    assert "mesh batch=4" in out and "targets: 1 met, 0 NOT met" in out
