@@ -17,7 +17,9 @@ import resource
 import sys
 from pathlib import Path
 
-from harness import SHARED_DATA, finish, parser, run_bench, verdict
+from harness import SHARED_DATA, describe_data, finish, parser, run_bench, verdict
+from peers.classical_denoisers import classical_psnrs
+from record import BenchResult, Figure, ratio_lines, save
 
 from deepsuite.pipelines.image_denoising.pipeline import ImageDenoisingPipeline
 
@@ -40,6 +42,7 @@ class TimedPipeline(ImageDenoisingPipeline):
     marks: dict[str, float] = {}
 
     def fit_data(self, splits, config):
+        self.splits = splits   # the peers denoise this test split
         self.marks["fit_start"] = cpu_seconds()
         return super().fit_data(splits, config)
 
@@ -88,7 +91,35 @@ def main() -> int:
     print("  for scale (published, Set12 sigma=25):")
     for name, value in REFERENCE:
         print(f"    {value:.2f} dB  {name}")
+
+    splits = pipeline.splits
+    data_line = describe_data(splits, config.seed)
+    peers = classical_psnrs(splits.test.x, config.noise, config.seed)
+    rows = [row for row in rows if row["image"].strip('"') != "mean"]
+    for (noisy, _, _), row in zip(peers["BM3D"], rows, strict=True):
+        if abs(noisy - float(row["noisy_psnr"])) > 1e-3:
+            sys.exit(f"the peers' noisy {row['image']} has PSNR {noisy:.4f}, the run's {row['noisy_psnr']}: not the same noise")
+    ours_seconds = fit_seconds + sum(float(row["seconds"]) for row in rows)
+    result = BenchResult(
+        "image_denoising", "python bench/image_denoising.py", "Set12 sigma=25 mean PSNR (dB)", True,
+        Figure(f"{mc.kind} (training + denoising Set12)", m["test_psnr"], ours_seconds),
+        [Figure(f"{name} ({'true sigma' if name == 'BM3D' else 'estimated sigma'}, denoising Set12)",
+                float(sum(p for _, p, _ in values) / len(values)), float(sum(t for _, _, t in values)))
+         for name, values in peers.items()],
+        config.seed, data_line.split(" | ", 1)[1],
+        "U-Net vs DnCNN chosen on held-out scikit-image photos (not Set12), test once after",
+        [f"PSNR >= {TARGET_PSNR} dB: {'met' if m['test_psnr'] >= TARGET_PSNR else 'NOT met'}",
+         f"ahead of BM3D: {'met' if result_ahead(m['test_psnr'], peers) else 'NOT met'}"])
+    print(f"  ahead of BM3D on Set12 (target): {verdict(result_ahead(m['test_psnr'], peers))}")
+    print("\n".join("  " + line for line in ratio_lines(result)))
+    if args.preset == "default" and not args.overrides:
+        print(f"recorded in {save(result)}")
     return finish(args.preset)
+
+
+def result_ahead(ours: float, peers) -> bool:
+    values = peers["BM3D"]
+    return ours > sum(p for _, p, _ in values) / len(values)
 
 
 if __name__ == "__main__":
