@@ -9,9 +9,13 @@ Source strings (the `data.source` config value):
 A folder is read into arrays, or streamed (`image_files.ImageFiles`: paths decoded per batch) when asked
 (`stream=True`) or, with `stream=None`, when its decoded size is over a share of the available memory
 (`image_files.choose_streaming`). Both take the same files in the same order with the same split.
+A TFDS dataset is decided the same way, from its metadata (examples x size x channels): streamed, one pass
+prepares its train and test splits into uint8 memmaps in the cache (`tfds_images.py`) with the pixels the
+arrays get here (`conform_images`), and the splits hold lazy rows of them (`tfds_images.MemmapImages`).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +63,8 @@ class LabeledImages:
 def load(source: str, image_size: tuple[int, int] | None = None, channels: int | None = None,
          cache_dir: str | None = None, tfds_data_dir: str | None = None, download: bool = True,
          stream: bool | None = False) -> LabeledImages:
-    """`stream` applies to folders: True streams, False loads arrays (refused when far over the memory
-    available), None chooses by size."""
+    """`stream` applies to folders and TFDS datasets: True streams, False loads arrays (refused when far over
+    the memory available), None chooses by size."""
     kind, _, arg = source.partition(":")
     if source in NAMED:
         candidates = ([_debian_fashion_mnist()] if source == "fashion_mnist" else []) + [_keras(source)]
@@ -68,7 +72,14 @@ def load(source: str, image_size: tuple[int, int] | None = None, channels: int |
     elif kind == "keras" and arg in KERAS_DATASETS:
         candidates, name = [_keras(arg)], arg
     elif kind == "tfds" and arg:
-        candidates, name = [_tfds(arg, tfds_data_dir, download)], arg
+        builder, tfds_layout = _tfds_builder(arg, tfds_data_dir, download)
+        shape = _tfds_shape(arg, tfds_layout, image_size, channels)
+        decoded = sum(tfds_layout.examples.get(split, 0) for split in ("train", "test")) * int(np.prod(shape))
+        if choose_streaming(stream, decoded, f"TFDS dataset {arg}"):
+            return _tfds_streamed(arg, builder, tfds_layout, shape, image_size, channels, cache_dir)
+        if None in tfds_layout.input_shape:   # TFDS cannot stack images of varying size into one array
+            return _materialised(_tfds_streamed(arg, builder, tfds_layout, shape, image_size, channels, cache_dir))
+        candidates, name = [_tfds(arg, builder)], arg
     elif kind == "folder" and arg:
         size, root = tuple(image_size) if image_size else (64, 64), Path(arg).expanduser()
         layout = folder_layout(root)
@@ -86,11 +97,20 @@ def load(source: str, image_size: tuple[int, int] | None = None, channels: int |
         return arrays
 
     cache_key = {"source": source, "size": image_size, "channels": channels, "v": 1}
+    if kind == "tfds":  # which prepared copy: its data_dir and files
+        from deepsuite.common.data.tfds_images import dataset_identity
+
+        cache_key["tfds"] = dataset_identity(builder)
     if kind == "folder":  # a folder's content can change: key on its listing too
         cache_key["listing"] = sorted((str(p), p.stat().st_mtime, p.stat().st_size)
                                       for p in Path(arg).expanduser().rglob("*") if p.is_file())
     arrays, _ = cached_arrays(f"images-{name}", cache_key, build, Path(cache_dir) if cache_dir else None)
-    class_names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else KERAS_DATASETS[name]
+    if "class_names" in arrays:
+        class_names = [str(c) for c in arrays["class_names"]]
+    elif kind == "tfds":
+        class_names = _tfds_class_names(tfds_layout, arrays["train_y"], arrays["test_y"])
+    else:
+        class_names = KERAS_DATASETS[name]
     images = LabeledImages(arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"],
                            arrays["test_y"].astype(np.int64), class_names, str(arrays["source"]), name)
     return _conform(images, image_size, channels)
@@ -99,17 +119,23 @@ def load(source: str, image_size: tuple[int, int] | None = None, channels: int |
 def _conform(images: LabeledImages, image_size, channels) -> LabeledImages:
     """Give every source the same NxHxWxC shape; resize/convert only when the config asks."""
     for attr in ("train_x", "test_x"):
-        x = getattr(images, attr)
-        if x.ndim == 3:
-            x = x[..., None]
-        if channels == 3 and x.shape[-1] == 1:
-            x = np.repeat(x, 3, axis=-1)
-        elif channels == 1 and x.shape[-1] == 3:
-            x = np.round(x @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
-        if image_size and tuple(x.shape[1:3]) != tuple(image_size):
-            x = _resize(x, tuple(image_size))
-        setattr(images, attr, np.ascontiguousarray(x.astype(np.uint8)))
+        setattr(images, attr, conform_images(getattr(images, attr), image_size, channels))
     return images
+
+
+def conform_images(x: np.ndarray, image_size, channels) -> np.ndarray:
+    """N x H x W [x C] images as contiguous N x H x W x C uint8: channels converted, then resized (Pillow,
+    bilinear) when the config asks. Each image is converted on its own, so a batch comes out as the same
+    images of the whole array do (the streamed TFDS pass prepares its batches with this)."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if channels == 3 and x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    elif channels == 1 and x.shape[-1] == 3:
+        x = np.round(x @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+    if image_size and tuple(x.shape[1:3]) != tuple(image_size):
+        x = _resize(x, tuple(image_size))
+    return np.ascontiguousarray(x.astype(np.uint8))
 
 
 def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -150,16 +176,75 @@ def _keras(name: str) -> Source:
     return Source(f"keras:{name}", download, hint="needs the internet")
 
 
-def _tfds(name: str, data_dir: str | None, download: bool) -> Source:
-    def load_tfds() -> dict[str, np.ndarray]:
-        from deepsuite.common.data.tfds_source import load_tfds_supervised
+def _tfds_builder(name: str, data_dir: str | None, download: bool):
+    """The prepared TFDS builder and what its splits hold (metadata only, nothing decoded yet)."""
+    def open_builder():
+        from deepsuite.common.data.tfds_source import prepared_builder, supervised_layout
 
-        arrays = load_tfds_supervised(name, data_dir=data_dir, download=download)
-        if "train_x" not in arrays or "test_x" not in arrays:
-            raise DataError(f"TFDS dataset {name!r} has no train/test splits (found {sorted(arrays)})")
-        return {k: arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+        builder = prepared_builder(name, data_dir=data_dir, download=download)
+        layout = supervised_layout(builder)
+        if "train" not in layout.examples or "test" not in layout.examples:
+            raise DataError(f"TFDS dataset {name!r} has no train/test splits (found {sorted(layout.examples)})")
+        return builder, layout
+
+    return first_available(name, [Source(f"tfds:{name}", open_builder, hint="needs the internet or tfds_data_dir")])[0]
+
+
+def _tfds_shape(name: str, layout, image_size, channels) -> tuple[int, int, int]:
+    """(H, W, C) of the prepared images: the config's size and channels, else the dataset's."""
+    stored = tuple(layout.input_shape)
+    if len(stored) not in (2, 3):
+        raise DataError(f"TFDS dataset {name!r}: its input feature has shape {stored}, not an image's")
+    if image_size:
+        height, width = image_size
+    elif None in stored[:2]:
+        raise DataError(f"TFDS dataset {name!r} has images of varying size {stored}; set data.image_size "
+                        "(e.g. data.image_size=[224,224]) to resize them to one")
+    else:
+        height, width = stored[:2]
+    depth = channels or (1 if len(stored) == 2 else stored[2] or 3)
+    return int(height), int(width), int(depth)
+
+
+def _tfds_class_names(layout, *labels: np.ndarray) -> list[str]:
+    """The label feature's names, else the label values as text."""
+    if layout.class_names:
+        return list(layout.class_names)
+    return [str(i) for i in range(int(max(int(y.max()) if len(y) else 0 for y in labels)) + 1)]
+
+
+def _materialised(images: LabeledImages) -> LabeledImages:
+    """A streamed dataset's images read into arrays (data.stream=false on images TFDS cannot stack)."""
+    images.train_x, images.test_x = np.asarray(images.train_x), np.asarray(images.test_x)
+    return images
+
+
+def _tfds(name: str, builder) -> Source:
+    def load_tfds() -> dict[str, np.ndarray]:
+        from deepsuite.common.data.tfds_source import read_supervised
+
+        return read_supervised(builder, ("train", "test"))
 
     return Source(f"tfds:{name}", load_tfds, hint="needs the internet or tfds_data_dir")
+
+
+def _tfds_streamed(name: str, builder, layout, shape, image_size, channels, cache_dir) -> LabeledImages:
+    """The train and test splits prepared once into memmaps (tfds_images.py) and streamed from them: the
+    pixels `_conform` gives the arrays, in TFDS's order, every image checked before training."""
+    from deepsuite.common.data.tfds_images import memmap_split
+
+    def prepare(x: np.ndarray) -> np.ndarray:
+        return conform_images(x, image_size, channels)
+
+    fixed = None not in layout.input_shape   # one size: tf.data batches the examples
+    settings = {"size": list(image_size) if image_size else None, "channels": channels}
+    splits = {split: memmap_split(builder, split, layout.examples[split], prepare, shape, settings, cache_dir,
+                                  fixed_size=fixed) for split in ("train", "test")}
+    train, test = splits["train"], splits["test"]
+    digest = hashlib.sha256(f"{train.digest}:{test.digest}".encode()).hexdigest()[:16]
+    return LabeledImages(train.images, train.labels, test.images, test.labels,
+                         _tfds_class_names(layout, train.labels, test.labels), f"tfds:{name}", name,
+                         files_digest=digest)
 
 
 @dataclass

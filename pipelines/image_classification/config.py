@@ -18,8 +18,9 @@ class DataConfig(Section):
     cache_dir: str | None = None
     tfds_data_dir: str | None = None
     download: bool = True
-    stream: bool | None = Field(None, description="folder sources: decode images per batch from disk (bounded "
-                                                  "memory) instead of loading arrays; unset: stream when the "
+    stream: bool | None = Field(None, description="folder and tfds sources: read images per batch from disk "
+                                                  "(bounded memory) instead of loading arrays (tfds: prepared "
+                                                  "once into a memmap in the cache); unset: stream when the "
                                                   "decoded images would take over 25% of the available memory")
     stream_workers: int | None = Field(None, ge=1, le=64, description="threads decoding streamed batches; "
                                                                       "default: CPU cores, at most 8")

@@ -1,8 +1,9 @@
 """Labelled images as train/validation/test arrays: Fashion-MNIST (default), Keras/TFDS names or class folders.
 
-Validation is a stratified share of train; the test split is the source's own. A folder may be streamed
-(`data.stream`, or automatically when it is large): the splits then hold `ImageFiles` (paths decoded per
-batch) instead of arrays, and `fit_data` gives fit() `ImageFileBatches` in the order the arrays would have.
+Validation is a stratified share of train; the test split is the source's own. A folder or a TFDS dataset
+may be streamed (`data.stream`, or automatically when it is large): the splits then hold `ImageFiles` (a
+folder's paths decoded per batch, or a TFDS split's rows of a prepared memmap, `tfds_images.MemmapImages`)
+instead of arrays, and `fit_data` gives fit() `ImageFileBatches` in the order the arrays would have.
 """
 from __future__ import annotations
 
