@@ -6,18 +6,22 @@ on two busy cores that cost about a fifth of the images/second (bench/streaming.
 go through a parallel, order-keeping `map` whose threads call the same `__getitem__` (Pillow releases the
 GIL while it decodes and resizes) and the result is prefetched, so decoding overlaps the training step the
 way Keras's own loader does. The batch content is `__getitem__`'s, read when the batch is made, so the
-(seed, epoch) order `set_epoch` picks holds. Only `image_batches` imports this module, and only on
-TensorFlow.
+(seed, epoch) order `set_epoch` picks holds. Streamed batch sources (`image_batches`, sentiment's text
+batches) import this module, and only on TensorFlow.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
 def tf_batches(source) -> tf.data.Dataset:
-    """`source` (a PyDataset of (x,) or (x, y) NumPy batches) as a tf.data pipeline of the same batches."""
+    """`source` (a PyDataset of (x,) or (x, y) NumPy batches) as a tf.data pipeline of the same batches. Text
+    parts (object arrays of str/bytes, e.g. sentiment's streamed raw strings) become tf.string."""
     first = source[0]
-    specs = [tf.TensorSpec((None, *part.shape[1:]), tf.as_dtype(part.dtype)) for part in first]
+    specs = [tf.TensorSpec((None, *np.shape(part)[1:]),
+                           tf.string if np.asarray(part).dtype.kind in "OSU" else tf.as_dtype(part.dtype))
+             for part in first]
 
     def load(index):
         return tuple(source[int(index)])

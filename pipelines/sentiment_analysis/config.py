@@ -30,6 +30,12 @@ class DataConfig(Section):
     cache_dir: str | None = None
     tfds_data_dir: str | None = None
     download: bool = True
+    stream: bool | None = Field(None, description=(
+        "csv/tsv/folder sources: read and vectorize texts per batch from disk (bounded memory; an index of where "
+        "each text lies is kept, every row checked first) instead of loading them; unset: stream when the "
+        "texts would take over 25% of the available memory (estimated as 10x their bytes on disk)"))
+    stream_workers: int | None = Field(None, ge=1, le=64, description=(
+        "streamed batches read at a time (TensorFlow's tf.data map); default: CPU cores, at most 8"))
 
     @model_validator(mode="after")
     def _label_lists_come_in_pairs(self):

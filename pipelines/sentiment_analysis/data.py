@@ -4,6 +4,10 @@ Every source ends as texts with binary labels (0 = negative, 1 = positive) and a
 saying how the raw labels were mapped, which the report and the data card show. Labels that fit no
 rule are an error that lists them, never a guess. `load_data` splits them (from data.split_seed alone),
 builds the vocabulary from the training split and returns the splits with the export metadata.
+
+csv:/tsv:/folder: sources may be streamed (`data.stream`, or automatically when large; streaming.py): the
+corpus then holds `TextRecords` (where each text lies on disk) instead of strings, the same labels, split,
+digest and vocabulary come out, and `fit_data` gives fit() batches read from disk in the arrays' order.
 """
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from deepsuite.common.data.pypi_artifact import pypi_file
 from deepsuite.common.data.sources import Source, first_available
-from deepsuite.common.data.text_tables import LabeledTexts, decode_text, read_class_folders, read_table
+from deepsuite.common.data.text_tables import (LabeledTexts, RecordIndex, TextRecords, decode_text,
+                                               read_class_folders, read_table)
 from deepsuite.common.errors import DataError
 from deepsuite.common.pipeline import DatasetInfo, FitData, Split, Splits
 from deepsuite.pipelines.sentiment_analysis.config import SentimentAnalysisConfig
@@ -43,7 +49,7 @@ class LabeledCorpus:
 
     name: str
     source: str
-    texts: list[str]
+    texts: list[str] | TextRecords   # TextRecords: streamed, the texts stay on disk
     labels: np.ndarray
     label_rule: str
     split: list[str] = field(default_factory=list)
@@ -52,32 +58,44 @@ class LabeledCorpus:
 
 @dataclass
 class TextSplit(Split):
-    """A split whose `x` is what the model takes (strings or ids) and `texts` the raw strings for reports."""
+    """A split whose `x` is what the model takes (strings or ids) and `texts` the raw strings for reports.
+
+    Streamed, both are the same `TextRecords`: `fit_data` and evaluation vectorize them batch by batch."""
 
     texts: list[str] = field(default_factory=list)
 
 
 def load_data(config: SentimentAnalysisConfig) -> Splits:
     """The fixed stratified split of `data.source`, the training split's vocabulary and the export metadata."""
+    from deepsuite.pipelines.sentiment_analysis import streaming
+
     data = config.data
-    corpus = load_corpus(data)
+    stream = streaming.decide(data)
+    corpus = load_corpus(data, stream=stream)
     index = split_indices(corpus, data.val_fraction, data.test_fraction, data.split_seed)
     if data.max_train_samples:
         index["train"] = index["train"][: data.max_train_samples]
         index["val"] = index["val"][: max(10, int(data.max_train_samples * data.val_fraction))]
     if data.max_test_samples:
         index["test"] = index["test"][: data.max_test_samples]
-    texts = {k: [corpus.texts[i] for i in idx] for k, idx in index.items()}
     labels = {k: corpus.labels[idx].astype(np.int8) for k, idx in index.items()}
-    digest = split_digest(texts, labels)
-    vocabulary = build_vocabulary(texts["train"], config.model.vocab_size)
     raw = takes_raw_strings()
-    vectorizer = Vectorizer(vocabulary, config.model.sequence_length)
-    model_x = (lambda t: np.array(t, dtype=object)) if raw else vectorizer  # noqa: E731
+    if stream:   # the texts stay on disk: one read of every split gives the digest and the vocabulary
+        texts = {k: corpus.texts[idx] for k, idx in index.items()}
+        digest, vocabulary = streaming.digest_and_vocabulary(texts, labels, config.model.vocab_size)
+        model_x = lambda t: t  # noqa: E731 - fit_data / evaluation vectorize per batch
+    else:
+        texts = {k: [corpus.texts[i] for i in idx] for k, idx in index.items()}
+        digest = split_digest(texts, labels)
+        vocabulary = build_vocabulary(texts["train"], config.model.vocab_size)
+        vectorizer = Vectorizer(vocabulary, config.model.sequence_length)
+        model_x = (lambda t: np.array(t, dtype=object)) if raw else vectorizer  # noqa: E731
     card = corpus.card + [
         f"split: train {len(texts['train'])} / val {len(texts['val'])} / test {len(texts['test'])}, "
         f"stratified, data.split_seed={data.split_seed}, digest {digest}",
         f"vocabulary: {len(vocabulary)} tokens from the training split (lower-cased, punctuation stripped)"]
+    if stream:
+        card.append("texts streamed from disk per batch (data.stream); only their places in the files are held")
     info = DatasetInfo(name=corpus.name, source=corpus.source, digest=digest,
                        version=VADER if data.source in VADER_SETS else "")
     metadata = SentimentAnalysisMetadata(class_names=CLASS_NAMES, label_rule=corpus.label_rule, data_card=card,
@@ -88,34 +106,53 @@ def load_data(config: SentimentAnalysisConfig) -> Splits:
     return Splits(splits["train"], splits["val"], splits["test"], info, metadata=metadata)
 
 
-def fit_data(splits: Splits) -> FitData:
-    """Labels as float (n, 1) targets, matching the model's one sigmoid output."""
+def fit_data(splits: Splits, config: SentimentAnalysisConfig | None = None) -> FitData:
+    """Labels as float (n, 1) targets, matching the model's one sigmoid output; streamed splits as batches
+    read from disk (streaming.TextBatches) in the order the arrays would have been drawn in."""
     as_target = lambda y: np.asarray(y, dtype="float32")[:, None]  # noqa: E731
+    if isinstance(splits.train.x, TextRecords):
+        from deepsuite.pipelines.sentiment_analysis.streaming import streamed_fit_data
+
+        return streamed_fit_data(splits, as_target(splits.train.y), as_target(splits.val.y), config)
     return FitData(splits.train.x, as_target(splits.train.y), (splits.val.x, as_target(splits.val.y)))
 
 
-def texts_of(split: Split) -> list[str]:
-    """The raw texts of a split, whether the model takes strings or ids."""
+def texts_of(split: Split) -> list[str] | TextRecords:
+    """The raw texts of a split, whether the model takes strings or ids (streamed: the lazy `TextRecords`)."""
     return split.texts if isinstance(split, TextSplit) else [str(t) for t in split.x]
 
 
-def load_corpus(data) -> LabeledCorpus:
-    """Dispatch on `data.source` (a DataConfig section)."""
+def text_chunks(split: Split, size: int = 2048):
+    """(texts, labels) of a split in pieces of `size`, in split order: what counting over a training split
+    iterates, so a streamed one is read a piece at a time."""
+    texts, labels = texts_of(split), np.asarray(split.y)
+    for start in range(0, len(texts), size):
+        yield list(texts[start:start + size]), labels[start:start + size]
+
+
+def load_corpus(data, stream: bool = False) -> LabeledCorpus:
+    """Dispatch on `data.source` (a DataConfig section); `stream` (csv/tsv/folder only): texts left on disk."""
     source = data.source
     if source in VADER_SETS:
         return load_vader(source, data.cache_dir)
     if source == "imdb":
         return load_imdb(data)
     kind, sep, location = source.partition(":")
-    if sep and kind in ("csv", "tsv"):
+    if sep and kind in ("csv", "tsv", "folder"):
+        resolved = f"{kind}:{Path(location).expanduser().resolve()}"
+        if kind == "folder":
+            name, where = Path(location).name or "folder", f"the class folder names under {location}"
+        else:
+            name, where = f"{Path(location).stem}", f"column {data.label_column!r} of {Path(location).name}"
+        if stream:
+            from deepsuite.pipelines.sentiment_analysis.streaming import index_source
+
+            return _from_index(name, resolved, index_source(kind, location, data), data, where)
+        if kind == "folder":
+            return _from_raw(name, resolved, read_class_folders(location, data.encoding), data, where)
         table = read_table(location, data.text_column, data.label_column, "\t" if kind == "tsv" else None,
                            data.encoding)
-        return _from_raw(f"{Path(location).stem}", f"{kind}:{Path(location).expanduser().resolve()}", table, data,
-                         f"column {data.label_column!r} of {Path(location).name}")
-    if sep and kind == "folder":
-        folders = read_class_folders(location, data.encoding)
-        return _from_raw(Path(location).name or "folder", f"folder:{Path(location).expanduser().resolve()}",
-                         folders, data, f"the class folder names under {location}")
+        return _from_raw(name, resolved, table, data, where)
     allowed = ", ".join([*VADER_SETS, "imdb", "csv:<file>", "tsv:<file>", "folder:<dir>"])
     raise DataError(f"unknown data.source {source!r} (valid: {allowed})")
 
@@ -242,32 +279,61 @@ def _from_raw(name: str, source: str, raw: LabeledTexts, data, where: str) -> La
     return LabeledCorpus(name, source, [t for t, k in zip(texts, keep) if k], labels[keep], rule, split, card)
 
 
+def _from_index(name: str, source: str, index: RecordIndex, data, where: str) -> LabeledCorpus:
+    """`_from_raw` on an index of texts left on disk: the same checks, rules, messages and kept rows."""
+    empty = np.flatnonzero(index.blank)
+    if len(empty) and not data.skip_empty_texts:
+        rows = ", ".join(index.origin(int(i)) for i in empty[:5])
+        raise DataError(f"{len(empty)} empty text(s) in {source} (first: {rows}); remove them or set "
+                        "data.skip_empty_texts=true")
+    labels, keep, rule = map_label_codes(index.label_values, index.label_codes, data, where, index.origin)
+    keep &= ~index.blank
+    card = [f"{name}: {len(index)} texts from {source}", rule]
+    if len(empty):
+        card.append(f"{len(empty)} empty text(s) skipped (data.skip_empty_texts)")
+    split = [s for s, k in zip(index.split, keep) if k] if index.split and any(index.split) else []
+    return LabeledCorpus(name, source, TextRecords(index, np.flatnonzero(keep)), labels[keep], rule, split, card)
+
+
 def map_labels(raw: list[str], data, where: str, origin: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Raw label strings -> (0/1 labels, rows to keep, the rule used). Anything unexpected is an error."""
     origin = origin or [f"row {i + 1}" for i in range(len(raw))]
-    values = sorted(set(raw))
+    codes: dict[str, int] = {}
+    row_codes = np.array([codes.setdefault(v, len(codes)) for v in raw], dtype=np.int32)
+    return map_label_codes(list(codes), row_codes, data, where, origin.__getitem__)
+
+
+def map_label_codes(values: list[str], codes: np.ndarray, data, where: str, origin: Callable[[int], str]
+                    ) -> tuple[np.ndarray, np.ndarray, str]:
+    """`map_labels` on labels given as `values[codes[i]]` (each distinct value once, e.g. from a streamed index);
+    `origin(i)` names row i. Every rule is decided on the distinct values, then spread to the rows."""
+    codes = np.asarray(codes, dtype=np.int64)
+    distinct_values = sorted(set(values))
     if data.positive_labels:
         pos, neg = set(data.positive_labels), set(data.negative_labels)
-        unexpected = [i for i, v in enumerate(raw) if v not in pos | neg]
-        if unexpected:
-            found = sorted({raw[i] for i in unexpected})
+        bad = np.array([v not in pos | neg for v in values], dtype=bool)
+        unexpected = np.flatnonzero(bad[codes])
+        if len(unexpected):
+            found = sorted({values[c] for c in np.unique(codes[unexpected])})
             raise DataError(f"{where}: {len(unexpected)} label(s) in neither data.positive_labels nor "
-                            f"data.negative_labels: {_few(found)} (first at {origin[unexpected[0]]})")
-        labels = np.array([v in pos for v in raw], dtype=np.int8)
-        return labels, np.ones(len(raw), bool), f"positive = {sorted(pos)}, negative = {sorted(neg)} ({where})"
-    numbers = _as_numbers(raw)
-    if numbers is None:
-        lower = {v.lower() for v in values}
+                            f"data.negative_labels: {_few(found)} (first at {origin(int(unexpected[0]))})")
+        labels = np.array([v in pos for v in values], dtype=np.int8)[codes]
+        return labels, np.ones(len(codes), bool), f"positive = {sorted(pos)}, negative = {sorted(neg)} ({where})"
+    value_numbers = _as_numbers(values)
+    if value_numbers is None:
+        lower = {v.lower() for v in distinct_values}
         if lower <= POSITIVE_NAMES | NEGATIVE_NAMES and lower & POSITIVE_NAMES and lower & NEGATIVE_NAMES:
-            labels = np.array([v.lower() in POSITIVE_NAMES for v in raw], dtype=np.int8)
-            return labels, np.ones(len(raw), bool), f"labels named positive/negative ({where}: {', '.join(values)})"
-        raise DataError(f"{where}: label values {_few(values)} are not numbers or positive/negative names; set "
-                        "data.positive_labels and data.negative_labels (e.g. --set 'data.positive_labels=[good]')")
+            labels = np.array([v.lower() in POSITIVE_NAMES for v in values], dtype=np.int8)[codes]
+            return labels, np.ones(len(codes), bool), \
+                f"labels named positive/negative ({where}: {', '.join(distinct_values)})"
+        raise DataError(f"{where}: label values {_few(distinct_values)} are not numbers or positive/negative names; "
+                        "set data.positive_labels and data.negative_labels (e.g. --set 'data.positive_labels=[good]')")
+    numbers = value_numbers[codes]
     if np.isnan(numbers).any():
         first = int(np.flatnonzero(np.isnan(numbers))[0])
-        raise DataError(f"{where}: missing label at {origin[first]}; fill it in or remove the row")
+        raise DataError(f"{where}: missing label at {origin(first)}; fill it in or remove the row")
     threshold = data.label_threshold
-    distinct = set(numbers.tolist())
+    distinct = set(value_numbers.tolist())
     if threshold is None:
         if distinct <= {0.0, 1.0} and len(distinct) == 2:
             threshold, why = 0.5, "0 = negative, 1 = positive"

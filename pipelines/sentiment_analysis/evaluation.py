@@ -16,9 +16,12 @@ from deepsuite.pipelines.sentiment_analysis.data import texts_of
 
 def evaluate(model, splits: Splits, config: SentimentAnalysisConfig) -> Evaluation:
     """Metrics on the test split, the two figures, the errors table and the data card as report notes."""
+    from deepsuite.pipelines.sentiment_analysis.streaming import prediction_input  # Keras: loaded when evaluating
+
     meta = splits.metadata
     names = meta.class_names
-    p = to_numpy(model.predict(splits.test.x, batch_size=512, verbose=0)).reshape(-1)
+    x, options = prediction_input(splits.test.x, meta)   # streamed texts: in-order batches read from disk
+    p = to_numpy(model.predict(x, verbose=0, **options)).reshape(-1)
     y = np.asarray(splits.test.y, dtype=np.int64)
     metrics = binary_metrics(y, p)
     matrix = reports.confusion_matrix(y, (p >= 0.5).astype(int), names)
@@ -51,9 +54,10 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, threshold: float 
     }
 
 
-def confident_errors(texts: list[str], y_true: np.ndarray, p_positive: np.ndarray, class_names: list[str],
+def confident_errors(texts, y_true: np.ndarray, p_positive: np.ndarray, class_names: list[str],
                      limit: int = 50) -> list[dict]:
-    """Wrong predictions, most confident first: the texts most worth reading when judging a model."""
+    """Wrong predictions, most confident first: the texts most worth reading when judging a model. `texts` is
+    indexed only at the rows shown (a streamed split reads those `limit` texts from disk)."""
     y_pred = (p_positive >= 0.5).astype(int)
     confidence = np.where(y_pred == 1, p_positive, 1 - p_positive)
     wrong = np.flatnonzero(y_pred != np.asarray(y_true))

@@ -25,9 +25,9 @@ from deepsuite.common.errors import ConfigError
 from deepsuite.common.pipeline import Splits, to_numpy
 from deepsuite.common.training import optimizer, steps_per_epoch
 from deepsuite.pipelines.sentiment_analysis.config import ModelConfig, SentimentAnalysisConfig
-from deepsuite.pipelines.sentiment_analysis.data import texts_of
+from deepsuite.pipelines.sentiment_analysis.data import text_chunks, texts_of
 from deepsuite.pipelines.sentiment_analysis.layers import MaskedMeanPool, NaiveBayesBag, NaiveBayesNGrams, PositionEmbedding
-from deepsuite.pipelines.sentiment_analysis.vectorize import (Vectorizer, nb_log_ratios, ratios_from_counts,
+from deepsuite.pipelines.sentiment_analysis.vectorize import (Vectorizer, nb_counts, ratios_from_counts,
                                                               takes_raw_strings)
 
 
@@ -43,10 +43,11 @@ def build_model(config: SentimentAnalysisConfig, splits: Splits) -> keras.Model:
                       "raw-string input (TensorFlow backend)", stacklevel=2)
         model_cfg = model_cfg.model_copy(update={"char_ngrams": 0})
     ratios = None
-    if model_cfg.ngrams:
-        ids = Vectorizer(vocabulary, model_cfg.sequence_length)(texts_of(splits.train))
-        ratios = nb_log_ratios(ids, splits.train.y, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets,
-                               model_cfg.nb_alpha)
+    if model_cfg.ngrams:   # counted a piece of the training split at a time (a streamed one stays on disk)
+        vectorizer = Vectorizer(vocabulary, model_cfg.sequence_length)
+        counts = sum(nb_counts(vectorizer(texts), labels, model_cfg.ngrams, len(vocabulary), model_cfg.ngram_buckets)
+                     for texts, labels in text_chunks(splits.train))
+        ratios = ratios_from_counts(counts, model_cfg.nb_alpha, ignored=2)
     char_vocabulary = char_ratios = None
     if model_cfg.char_ngrams:
         char_vocabulary, char_ratios = char_ngram_ratios(texts_of(splits.train), splits.train.y, model_cfg)
@@ -67,23 +68,38 @@ def char_vectorizer(config: ModelConfig, vocabulary: list[str] | None = None, na
                                     output_mode="multi_hot", vocabulary=vocabulary, name=name)
 
 
-def char_ngram_ratios(texts: list[str], labels, config: ModelConfig) -> tuple[list[str], np.ndarray]:
+def char_ngram_ratios(texts, labels, config: ModelConfig) -> tuple[list[str], np.ndarray]:
     """The training split's most frequent character n-grams (without [UNK]) and their NB log-count ratios.
 
     Counted by the model's own TextVectorization (so they match what it sees); n-grams holding a line break
-    are dropped, since the vocabulary is saved one entry per line.
+    are dropped, since the vocabulary is saved one entry per line. `texts`: a list, or streamed
+    `TextRecords`, read 512 at a time (the batches adapt() makes of a list).
     """
     counter = char_vectorizer(config, name="char_counter")
-    counter.adapt(np.array(texts, dtype=object), batch_size=512)
+    if isinstance(texts, list):
+        counter.adapt(np.array(texts, dtype=object), batch_size=512)
+    else:
+        counter.adapt(_string_batches(texts, 512))
     vocabulary = [str(t) for t in counter.get_vocabulary()[1:] if "\n" not in t and "\r" not in t]
     counter = char_vectorizer(config, vocabulary, name="char_counter")
     labels = np.asarray(labels).reshape(-1)
     counts = np.zeros((2, len(vocabulary) + 1))
     for start in range(0, len(texts), 256):
-        bag = to_numpy(counter(np.array(texts[start: start + 256], dtype=object)))
+        bag = to_numpy(counter(np.array(list(texts[start: start + 256]), dtype=object)))
         for label in (0, 1):
             counts[label] += bag[labels[start: start + 256] == label].sum(axis=0)
     return vocabulary, ratios_from_counts(counts, config.nb_alpha, ignored=1)
+
+
+def _string_batches(texts, size: int):
+    """Texts on disk as a tf.data dataset of string batches of `size`, read as adapt() iterates it."""
+    import tensorflow as tf
+
+    def pieces():
+        for start in range(0, len(texts), size):
+            yield np.array([t.encode("utf-8") for t in texts[start:start + size]], dtype=object)
+
+    return tf.data.Dataset.from_generator(pieces, output_signature=tf.TensorSpec((None,), tf.string))
 
 
 def build_classifier(vocabulary: list[str], config: ModelConfig, nb_ratios: np.ndarray | None = None,

@@ -38,7 +38,7 @@ class SentimentAnalysisPipeline(Pipeline):
         return build_model(config, splits)
 
     def fit_data(self, splits: Splits, config: cfg.SentimentAnalysisConfig) -> FitData:
-        return data.fit_data(splits)
+        return data.fit_data(splits, config)
 
     def evaluate(self, model, splits: Splits, config: cfg.SentimentAnalysisConfig) -> Evaluation:
         return evaluation.evaluate(model, splits, config)

@@ -37,7 +37,11 @@ def tokenize(text: str) -> list[str]:
 
 def build_vocabulary(texts: Iterable[str], vocab_size: int) -> list[str]:
     """The `vocab_size - 2` most frequent tokens (ties alphabetical), after the padding and [UNK] entries."""
-    counts = Counter(token for text in texts for token in tokenize(text))
+    return vocabulary_from_counts(Counter(token for text in texts for token in tokenize(text)), vocab_size)
+
+
+def vocabulary_from_counts(counts: Counter, vocab_size: int) -> list[str]:
+    """`build_vocabulary` from token counts gathered elsewhere (a streamed split, counted a piece at a time)."""
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return [PAD, OOV] + [token for token, _ in ranked[: vocab_size - 2]]
 
@@ -95,16 +99,23 @@ def nb_log_ratios(ids: np.ndarray, labels: np.ndarray, max_n: int, vocab_size: i
 
     Padding (id 0) and [UNK] (id 1) get 0, so they never sway a prediction.
     """
+    counts = nb_counts(ids, labels, max_n, vocab_size, buckets)
+    counts[:, :2] = 0
+    return ratios_from_counts(counts, alpha, ignored=2)
+
+
+def nb_counts(ids: np.ndarray, labels: np.ndarray, max_n: int, vocab_size: int, buckets: int) -> np.ndarray:
+    """(2, features) documents per class holding each feature: additive, so a split can be counted in pieces."""
     size = feature_space(max_n, vocab_size, buckets)
     features = ngram_features(ids, max_n, vocab_size, buckets)
     counts = np.zeros((2, size), dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
     for label in (0, 1):
         rows = features[labels == label]
         for row in rows:
             present = np.unique(row)
             counts[label, present] += 1
-    counts[:, :2] = 0
-    return ratios_from_counts(counts, alpha, ignored=2)
+    return counts
 
 
 def ratios_from_counts(counts: np.ndarray, alpha: float = 1.0, ignored: int = 0) -> np.ndarray:
