@@ -24,7 +24,11 @@ from tests.support.cli import REPO, SHARED_DATA, run_cli
 from tests.support.data import PNEUMONIA, needs_fashion_mnist, needs_pneumonia, needs_tiny_shakespeare
 from tests.support.store import client_for, only_run
 
-FOUR_CPUS = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+# Simulated devices are threads of one process: on a busy CI machine one may reach a collective over 40 s after
+# the others, where XLA:CPU aborts by default; these runs wait instead.
+PATIENT = ("--xla_cpu_collective_call_terminate_timeout_seconds=900 "
+           "--xla_cpu_collective_call_warn_stuck_timeout_seconds=300")
+FOUR_CPUS = {"XLA_FLAGS": f"--xla_force_host_platform_device_count=4 {PATIENT}"}
 IC = ["run", "image-classification", "--preset", "smoke"]
 TG = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{SHARED_DATA / 'tinyshakespeare.txt'}"]
 
@@ -239,7 +243,7 @@ def test_two_jax_processes_train_one_run_together(tmp_path):
     (distribution.require_compiled), which Keras's RandomTranslation prevented until training.jit_on_jax."""
     port = free_port()
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {PATIENT}"}
     procs = [subprocess.Popen([sys.executable, "-m", "tests.support.without_tensorflow", *IC,
                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
