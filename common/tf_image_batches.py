@@ -7,7 +7,7 @@ go through a parallel, order-keeping `map` whose threads call the same `__getite
 GIL while it decodes and resizes) and the result is prefetched, so decoding overlaps the training step the
 way Keras's own loader does. The batch content is `__getitem__`'s, read when the batch is made, so the
 (seed, epoch) order `set_epoch` picks holds. Streamed batch sources (`image_batches`, sentiment's text
-batches) import this module, and only on TensorFlow.
+batches, recommendation's rating rows) import this module, and only on TensorFlow.
 """
 from __future__ import annotations
 
@@ -16,19 +16,21 @@ import tensorflow as tf
 
 
 def tf_batches(source) -> tf.data.Dataset:
-    """`source` (a PyDataset of (x,) or (x, y) NumPy batches) as a tf.data pipeline of the same batches. Text
-    parts (object arrays of str/bytes, e.g. sentiment's streamed raw strings) become tf.string."""
+    """`source` (a PyDataset of (x,) or (x, y) NumPy batches, where x may be a dict of arrays) as a tf.data
+    pipeline of the same batches. Text parts (object arrays of str/bytes, e.g. sentiment's streamed raw
+    strings or recommendation's string ids) become tf.string."""
     first = source[0]
+    flat = tf.nest.flatten(first)
     specs = [tf.TensorSpec((None, *np.shape(part)[1:]),
                            tf.string if np.asarray(part).dtype.kind in "OSU" else tf.as_dtype(part.dtype))
-             for part in first]
+             for part in flat]
 
     def load(index):
-        return tuple(source[int(index)])
+        return tf.nest.flatten(source[int(index)])
 
     def fetch(index):
         parts = tf.numpy_function(load, [index], [spec.dtype for spec in specs], stateful=True)
-        return tuple(tf.ensure_shape(part, spec.shape) for part, spec in zip(parts, specs))
+        return tf.nest.pack_sequence_as(first, [tf.ensure_shape(part, spec.shape) for part, spec in zip(parts, specs)])
 
     parallel = max(1, int(source.workers))
     dataset = tf.data.Dataset.range(len(source)).map(fetch, num_parallel_calls=parallel, deterministic=True)

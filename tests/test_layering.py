@@ -103,4 +103,5 @@ def test_listing_pipelines_loads_no_deep_learning_framework():
              "pipelines = [registry.get(n) for n in registry.names()]\n"
              "print(len(pipelines), sorted(m for m in ('keras', 'tensorflow', 'jax', 'mlflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert result.stdout.split("\n")[0] == "6 []", result.stdout + result.stderr
+    count, loaded = result.stdout.split("\n")[0].split(" ", 1)
+    assert int(count) >= 6 and loaded == "[]", result.stdout + result.stderr  # every pipeline, no framework

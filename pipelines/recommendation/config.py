@@ -31,6 +31,12 @@ class DataConfig(Section):
     encoding: str = Field("utf-8", description="text encoding of csv: files (e.g. latin-1, cp1252); a file that "
                                                "does not decode is refused with the line of its first bad byte")
     cache_dir: str | None = None
+    stream: bool | None = Field(None, description=(
+        "csv: sources: parse the file in chunks into memmapped int32/float32 columns in the cache and read "
+        "training batches from them (bounded memory) instead of loading it as Python rows; unset: stream when "
+        "reading it into memory (about 40x the file's size) would take over 25% of the available memory"))
+    stream_workers: int | None = Field(None, ge=1, le=64, description="threads gathering streamed batches "
+                                                                      "(TensorFlow); default: CPU cores, at most 8")
     download: bool = Field(True, description="allow pip/GroupLens downloads into the cache")
 
 

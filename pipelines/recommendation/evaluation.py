@@ -23,7 +23,12 @@ def evaluate(model, splits: RatingSplits, config: RecommendationConfig) -> Evalu
     metrics: dict[str, float] = {}
     notes = list(cat.notes)
     if config.model.kind != "two_tower":
-        predicted = to_numpy(model.predict(splits.test.x, batch_size=PREDICT_BATCH, verbose=0)).reshape(-1)
+        if cat.streamed:  # memmapped rows: predicted batch by batch
+            from deepsuite.pipelines.recommendation.rating_batches import predict_rows
+
+            predicted = predict_rows(model, splits.test.x, PREDICT_BATCH, config.data.stream_workers).reshape(-1)
+        else:
+            predicted = to_numpy(model.predict(splits.test.x, batch_size=PREDICT_BATCH, verbose=0)).reshape(-1)
         errors = predicted - cat.test.ratings
         metrics |= {"rmse": float(np.sqrt(np.mean(errors ** 2))), "mae": float(np.mean(np.abs(errors)))}
         metrics |= bias_baseline_rmse(cat)

@@ -250,20 +250,8 @@ def _ml1m_zip(read, archive: Path) -> Ratings:
 def read_csv(path: Path, encoding: str = "utf-8") -> Ratings:
     """user,item,rating[,timestamp], with a header naming them (common aliases accepted) or none at all."""
     rows = _csv_rows(path, encoding)
-    header = [cell.strip().lower() for cell in rows[0]]
-    wanted = {"user": USER_ALIASES, "item": ITEM_ALIASES, "rating": RATING_ALIASES, "timestamp": TIME_ALIASES}
-    columns = {key: _find(header, aliases) for key, aliases in wanted.items()}
-    if any(columns[key] is not None for key in ("user", "item", "rating")):  # a header row
-        missing = [key for key in ("user", "item", "rating") if columns[key] is None]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(rows[0])}); "
-                            "expected user,item,rating[,timestamp]")
-        body, first_line = rows[1:], 2
-    elif len(rows[0]) >= 3 and _is_number(rows[0][2]):  # no header: positional user,item,rating[,timestamp]
-        columns, body, first_line = {"user": 0, "item": 1, "rating": 2, "timestamp": 3}, rows, 1
-    else:
-        raise DataError(f"{path}: missing columns: the first row ({', '.join(rows[0])}) names no user, item and "
-                        "rating columns and is not a user,item,rating[,timestamp] row")
+    columns, has_header = csv_layout(rows[0], path)
+    body, first_line = (rows[1:], 2) if has_header else (rows, 1)
     if not body:
         raise DataError(f"{path}: no rating rows after the header")
     needed = max(columns["user"], columns["item"], columns["rating"]) + 1
@@ -278,6 +266,33 @@ def read_csv(path: Path, encoding: str = "utf-8") -> Ratings:
     if not has_time:
         ratings.notes.append("no timestamp column: file order stands in for time (temporal split, duplicates)")
     return ratings
+
+
+def csv_layout(first_row: list[str], path: Path) -> tuple[dict[str, int | None], bool]:
+    """({user, item, rating, timestamp} -> column or None, whether `first_row` is a header): a header naming
+    the columns (aliases accepted), or no header and the columns in the order user,item,rating[,timestamp].
+    Shared by the in-memory reader and the streamed one (rating_store.py)."""
+    header = [cell.strip().lower() for cell in first_row]
+    wanted = {"user": USER_ALIASES, "item": ITEM_ALIASES, "rating": RATING_ALIASES, "timestamp": TIME_ALIASES}
+    columns = {key: _find(header, aliases) for key, aliases in wanted.items()}
+    if any(columns[key] is not None for key in ("user", "item", "rating")):  # a header row
+        missing = [key for key in ("user", "item", "rating") if columns[key] is None]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)} (header: {', '.join(first_row)}); "
+                            "expected user,item,rating[,timestamp]")
+        return columns, True
+    if len(first_row) >= 3 and _is_number(first_row[2]):  # no header: positional user,item,rating[,timestamp]
+        return {"user": 0, "item": 1, "rating": 2, "timestamp": 3}, False
+    raise DataError(f"{path}: missing columns: the first row ({', '.join(first_row)}) names no user, item and "
+                    "rating columns and is not a user,item,rating[,timestamp] row")
+
+
+def sniff_dialect(head: str):
+    """The CSV dialect of a file from its first 4096 characters (comma, semicolon, tab or |)."""
+    try:
+        return csv.Sniffer().sniff(head[:4096], delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel
 
 
 def read_items_csv(path: Path, encoding: str = "utf-8") -> tuple[dict, dict]:
@@ -306,11 +321,7 @@ def _csv_rows(path: Path, encoding: str = "utf-8") -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"ratings file not found: {path}")
     text = decode_text(path.read_bytes(), str(path), encoding)
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
+    rows = [row for row in csv.reader(io.StringIO(text), sniff_dialect(text)) if any(cell.strip() for cell in row)]
     if not rows:
         raise DataError(f"{path}: empty file; expected user,item,rating[,timestamp] rows")
     return rows
@@ -358,10 +369,14 @@ def _ids(values) -> np.ndarray:
     users, so ids with leading zeros stay strings."""
     text = np.asarray(values, dtype=str)
     unique = np.unique(text)
-    plain = all(v.lstrip("-").isdigit() and (v.lstrip("-") == "0" or not v.lstrip("-").startswith("0"))
-                for v in unique)
-    if text.size and plain:
+    if text.size and all(map(plain_integer, unique)):
         as_int = text.astype("int64")
         if np.abs(as_int).max() < 2**31:
             return as_int
     return text.astype(object)
+
+
+def plain_integer(text: str) -> bool:
+    """An id written as a plain integer: digits with an optional minus and no leading zero ("007" is a string)."""
+    digits = text.lstrip("-")
+    return digits.isdigit() and (digits == "0" or not digits.startswith("0"))

@@ -54,6 +54,7 @@ class Catalogue:
     rating_range: tuple[float, float]
     split: str
     notes: list[str] = field(default_factory=list)
+    streamed: bool = False            # splits are memmapped columns (stream_splits.py), raw ids computed lazily
 
     @property
     def num_users(self) -> int:
@@ -130,21 +131,61 @@ def model_inputs(cat: Catalogue, id_mode: str, users: np.ndarray, items: np.ndar
 
 def raw_or_index(id_mode: str, user_vocab, item_vocab, users: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
     """Index arrays (1-based) -> what the model takes: raw int ids, raw strings, or the indices themselves."""
+    return {"user_id": model_ids(id_mode, user_vocab, users), "item_id": model_ids(id_mode, item_vocab, items)}
+
+
+def model_ids(id_mode: str, vocab, indices: np.ndarray) -> np.ndarray:
+    """One column of index (1-based) -> what the model takes for it."""
+    indices = np.asarray(indices)
     if id_mode == "index":
-        return {"user_id": users.astype("int32"), "item_id": items.astype("int32")}
-    user_ids, item_ids = np.asarray(user_vocab)[users - 1], np.asarray(item_vocab)[items - 1]
+        return indices.astype("int32")
+    ids = np.asarray(vocab)[indices - 1]
     if id_mode == "string":
-        # object arrays of str: Keras refuses NumPy's fixed-width unicode dtype
-        return {"user_id": user_ids.astype(str).astype(object), "item_id": item_ids.astype(str).astype(object)}
-    return {"user_id": user_ids.astype("int32"), "item_id": item_ids.astype("int32")}
+        return ids.astype(str).astype(object)  # object arrays of str: Keras refuses NumPy's fixed-width unicode
+    return ids.astype("int32")
 
 
 def fit_interactions(cat: Catalogue, kind: str) -> Interactions:
     """What the model trains on: train, or for the two-tower (no validation loss) train and validation."""
     if kind != "two_tower" or not len(cat.val):
         return cat.train
+    if cat.streamed:  # memmapped splits: a view over both, read per batch
+        return Interactions(*(Stacked([getattr(cat.train, n), getattr(cat.val, n)])
+                              for n in ("users", "items", "ratings", "raw_users", "raw_items", "times")))
     join = lambda name: np.concatenate([getattr(cat.train, name), getattr(cat.val, name)])  # noqa: E731
     return Interactions(*(join(n) for n in ("users", "items", "ratings", "raw_users", "raw_items", "times")))
+
+
+class Stacked:
+    """Columns one after the other (train then validation), as `np.concatenate` would give them, read on demand."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.bounds = np.cumsum([0] + [len(p) for p in parts])
+
+    @property
+    def dtype(self):
+        return self.parts[0].dtype
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (int(self.bounds[-1]),)
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def __getitem__(self, rows):
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
+        part = np.searchsorted(self.bounds, rows, side="right") - 1
+        pieces = [np.asarray(p[rows[part == k] - self.bounds[k]]) for k, p in enumerate(self.parts)]
+        out = np.empty(len(rows), dtype=np.result_type(*pieces))
+        for k, piece in enumerate(pieces):
+            out[part == k] = piece
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        values = np.concatenate([np.asarray(p[:]) for p in self.parts])
+        return values if dtype is None else values.astype(dtype)
 
 
 # ------------------------------------------------------------------------------------------------
