@@ -9,6 +9,11 @@ figures, and logs the bench figures to the run in MLflow.
     python bench/text_generation.py [--preset default] [--set key=value ...] [--store bench/results/mlruns]
     python bench/text_generation.py --preset smoke      # quick end-to-end check: figures, targets not gated
 
+Then, in the same process, the keras-io miniature GPT recipe (bench/peers/keras_io_mini_gpt.py: one transformer
+block, 256 wide, 2 heads) is trained on the same token ids for the same number of training tokens as our run and
+scored on the same windows of the same text; both are printed side by side with the loss delta and the
+training-time ratio (preset `default` without --set records bench/figures/text_generation.json).
+
 Exits 1 when a target is missed (except with --preset smoke, which is judged against the CPU targets).
 """
 from __future__ import annotations
@@ -16,9 +21,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness import SHARED_DATA, finish, parser, run_bench, verdict
+from harness import SHARED_DATA, describe_data, finish, parser, run_bench, verdict
+from peers.keras_io_mini_gpt import mini_gpt_loss
+from record import BenchResult, Figure, ratio_lines, save
 
 from deepsuite.app import registry
+from deepsuite.pipelines.text_generation.data import EVAL_BATCH, SequentialWindows
 
 TINY = SHARED_DATA / "tinyshakespeare.txt"
 REFERENCE = [  # (val loss, what, seconds)
@@ -35,7 +43,11 @@ def main() -> int:
     args = parser(__doc__).parse_args()
     if not TINY.exists():
         sys.exit(f"{TINY} is missing (the bench reads Tiny Shakespeare from ../shared/data)")
-    bench = run_bench(registry.get("text-generation"), args, [f"data.source=text:{TINY}"])
+    pipeline = registry.get("text-generation")
+    seen = []
+    load = pipeline.load_data
+    pipeline.load_data = lambda config: seen.append(load(config)) or seen[-1]   # the peer trains on these splits
+    bench = run_bench(pipeline, args, [f"data.source=text:{TINY}"])
     config, result, run = bench.config, bench.result, bench.run
     fit_seconds, epochs = bench.fit_seconds, bench.epochs
     steps = epochs * config.data.steps_per_epoch
@@ -75,7 +87,40 @@ def main() -> int:
         text = samples.read_text(encoding="utf-8")
         part = text.split("=== temperature 0.8")[1].split("===\n", 1)[1] if "=== temperature 0.8" in text else text
         print("    " + part[:300].replace("\n", "\n    "))
+
+    # The peer: keras-io's miniature GPT on the same token ids, the same number of training tokens, scored on
+    # the same windows of the same text as our test_loss (the validation text unless data.test_fraction > 0).
+    splits = seen[-1]
+    data_line = describe_data(splits, config.seed)
+    windows = SequentialWindows(splits.test.x, m.context, EVAL_BATCH, config.data.max_eval_tokens)
+    xla = m.xla and not config.deterministic
+    peer_loss, peer_seconds, peer_steps = mini_gpt_loss(
+        splits.train.x, windows, splits.metadata.vocab_size, m.context, train_tokens, config.seed,
+        jit_compile=True if xla and run.data.tags.get("backend", "tensorflow") == "tensorflow" else "auto")
+    print(f"  peer: keras-io miniature GPT (1 block, 256 wide, 2 heads, FF 256, Adam 1e-3, batch 128), context "
+          f"{m.context}, {peer_steps} steps = {windows_tokens(train_tokens, m.context)} training tokens "
+          f"(ours {train_tokens}), seed {config.seed}, scored on the same {windows.num_tokens} tokens")
+    targets = [f"val loss <= {target_loss}: {'met' if val_loss <= target_loss else 'NOT met'}"] if target_loss else []
+    if target_seconds:
+        targets.append(f"training <= {target_seconds} s: {'met' if fit_seconds <= target_seconds else 'NOT met'}")
+    which = "validation" if splits.metadata.test_is_validation else "test"
+    result = BenchResult(
+        "text_generation", "python bench/text_generation.py", f"{which} loss (nats/char)", False,
+        Figure(f"{m.kind} {m.num_layers} x {m.dim}, context {m.context} ({steps} steps)", val_loss, fit_seconds),
+        [Figure(f"keras-io miniature GPT ({peer_steps} steps of 128)", peer_loss, peer_seconds,
+                f"same token ids and training-token budget ({train_tokens} tokens), same evaluation windows")],
+        config.seed, data_line.split(" | ", 1)[1],
+        "recipe sized while watching the validation loss, which is also the figure (nanoGPT's protocol: "
+        "no test text); the peer is scored on the same text", targets)
+    print("\n".join("  " + line for line in ratio_lines(result)))
+    if args.preset == "default" and not args.overrides:
+        print(f"recorded in {save(result)}")
     return finish(args.preset)
+
+
+def windows_tokens(tokens: int, context: int) -> int:
+    """The peer's training tokens: whole windows, at least our budget."""
+    return -(-tokens // context) * context
 
 
 if __name__ == "__main__":
