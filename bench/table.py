@@ -34,7 +34,8 @@ def render(results: list[BenchResult]) -> str:
     rows = ["| bench | metric | ours | peer (same run, same split) | ours vs peer | time ratio (ours / peer) | "
             "machine, date |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
-        where = (f"{result.machine.get('cores')} cores, {result.machine.get('accelerator', 'none')} accelerator, "
+        accelerator = result.machine.get("accelerator", "none")
+        where = (f"{result.machine.get('cores')} cores, {'CPU only' if accelerator == 'none' else accelerator}, "
                  f"load {result.machine.get('load_average')}, {result.date} ({result.commit})")
         ours = f"{_value(result, result.ours.value)} in {result.ours.seconds:.0f} s"
         for number, peer in enumerate(result.peers):
@@ -42,11 +43,11 @@ def render(results: list[BenchResult]) -> str:
             first = number == 0
             rows.append(" | ".join([
                 "", f"`{result.command}`" if first else "", result.metric if first else "", ours if first else "",
-                f"{peer.name}: {_value(result, peer.value)} in {peer.seconds:.1f} s",
+                f"{peer.name}: {_value(result, peer.value)} " + (f"in {peer.seconds:.1f} s" if peer.seconds else "(untimed)"),
                 _delta(result, result.delta(peer)), f"{ratio:.2f}x" if ratio else "-",
                 where if first else "", ""]).strip())
-        rows.append(f"| | targets | {'; '.join(result.targets) or '-'} | seed {result.seed}, {result.split} | "
-                    f"{result.protocol} | | |")
+        rows.append(f"| | targets | {'; '.join(result.targets) or '-'} | seed {result.seed}, "
+                    f"{result.split.replace(' | ', ', ')} | {result.protocol} | | |")
     return "\n".join(rows)
 
 

@@ -146,3 +146,41 @@ def test_data_parallel_bench_compares_four_simulated_devices_with_one(tmp_path):
     assert line, out
     assert float(line[1]) == pytest.approx(float(line[2]), rel=1e-3)
     assert "mesh batch=4" in out and "targets: 1 met, 0 NOT met" in out
+
+
+def _load_bench_module(name: str):
+    """bench/<name>.py by its file (bench/ is not a package; table.py puts bench/ on sys.path for record.py)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_benchmark_table_is_the_one_generated_from_the_bench_figures():
+    """Every figure in the README's side-by-side table is one a bench wrote to bench/figures/*.json
+    (`python bench/table.py --write` regenerates it)."""
+    table = _load_bench_module("table")
+    results = table.load_all(table.FIGURES)
+    assert results, "bench/figures/ holds no results"
+    block = table.readme_block((REPO / "README.md").read_text())
+    assert block is not None, "README.md has lost its bench-table markers"
+    assert block == table.render(results), "README table is stale: run python bench/table.py --write"
+    for result in results:
+        assert result.peers and result.seed >= 0 and result.date and result.machine.get("cores")
+        assert f"`{result.command}`" in block
+
+
+def test_a_bench_result_signs_its_deltas_by_the_metric_direction(tmp_path):
+    record = _load_bench_module("record")
+    table = _load_bench_module("table")
+    rmse = record.BenchResult("rec", "python bench/rec.py", "test RMSE", False, record.Figure("ours", 0.90, 20.0),
+                              [record.Figure("SVD", 0.94, 4.0), record.Figure("kNN", 0.88, 0.0)], 1, "split", "p")
+    assert rmse.delta(rmse.peers[0]) == pytest.approx(0.04) and rmse.delta(rmse.peers[1]) == pytest.approx(-0.02)
+    assert rmse.time_ratio(rmse.peers[0]) == pytest.approx(5.0) and rmse.time_ratio(rmse.peers[1]) is None
+    record.save(rmse, tmp_path)
+    again = record.load_all(tmp_path)[0]
+    assert again.peers[0].value == 0.94 and again.machine["cores"] and again.date
+    rendered = table.render([again])
+    assert "SVD: 0.9400 in 4.0 s | 0.0400 better | 5.00x" in rendered
+    assert "kNN: 0.8800 (untimed) | 0.0200 worse | -" in rendered
