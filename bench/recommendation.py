@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--only", choices=sorted(RUNS))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--store", type=Path, default=Path("bench/results/mlruns"))
+    parser.add_argument("--store", type=Path, default=Path(__file__).resolve().parent / "results" / "mlruns")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
