@@ -11,7 +11,7 @@ What stays the same as in memory, so the same data gives the same run:
 - the digest and the vocabulary: one read of every split in split order (`digest_and_vocabulary`), hashing
   what `split_digest` hashes and counting the training tokens as `build_vocabulary` does;
 - the batches: `TextBatches` reads a batch's rows in the (seed, epoch) order the arrays are drawn in
-  (`image_batches.epoch_order`: NumPy's permutation, or TensorFlow's stateless shuffle on TensorFlow, as
+  (`streamed_batches.epoch_order`: NumPy's permutation, or TensorFlow's stateless shuffle on TensorFlow, as
   `tf_batches` shuffles arrays there), rows sorted within a batch; validation in file order by Keras's
   default array batch (32); prediction by evaluation's 512. Each batch is what the model takes: token ids
   from `Vectorizer`, or the UTF-8 strings themselves when the model starts with TextVectorization.
@@ -29,15 +29,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from deepsuite.common.batches import EpochSeeded
 from deepsuite.common.data.image_files import choose_streaming
 from deepsuite.common.data.text_tables import (RecordIndex, TextRecords, class_folder_files, index_class_folders,
                                                index_table, streamable_encoding)
 from deepsuite.common.errors import DataError
 from deepsuite.common.pipeline import FitData, Splits
+from deepsuite.common.streamed_batches import StreamedBatches
 from deepsuite.pipelines.sentiment_analysis.vectorize import Vectorizer, tokenize, vocabulary_from_counts
 
 STREAMED_KINDS = ("csv", "tsv", "folder")
@@ -108,54 +107,17 @@ def model_input(metadata) -> Any:
     return Vectorizer(metadata.vocabulary, metadata.sequence_length)
 
 
-class TextBatches(EpochSeeded):
+class TextBatches(StreamedBatches):
     """(inputs, targets) batches of texts on disk; `shuffle`: the (seed, epoch) order of the in-memory arrays,
     else file order (validation, prediction: `targets` None gives (inputs,) batches). `encode` turns a list of
-    texts into the model's input (`model_input`)."""
+    texts into the model's input (`model_input`); on TensorFlow `dataset` carries string inputs too."""
 
     def __init__(self, texts: TextRecords, targets: Any, batch_size: int, encode, seed: int = 0,
                  shuffle: bool = True, workers: int | None = None, max_queue_size: int = 8):
-        workers = max(1, min(8, os.cpu_count() or 1)) if workers is None else int(workers)
-        # As image_batches.ImageFileBatches: on TensorFlow fit() gets `dataset`, whose map reads `workers`
-        # batches at once; elsewhere Keras's own prefetching would read across `set_epoch`, so it stays off.
-        tensorflow = keras.backend.backend() == "tensorflow"
-        super().__init__(workers=workers if tensorflow else 1, use_multiprocessing=False,
-                         max_queue_size=max_queue_size)
+        super().__init__(len(texts), batch_size, seed, shuffle, workers, max_queue_size)
         self.texts, self.targets, self.encode = texts, targets, encode
-        self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
-        self._order = (None, None)   # (epoch, permutation), replaced whole: read from tf.data's threads
-        self._dataset = None
-
-    @property
-    def dataset(self):
-        """On TensorFlow, these batches as a tf.data pipeline (string inputs included), which the runner gives
-        fit() and evaluation gives predict() instead of the PyDataset; absent elsewhere."""
-        if keras.backend.backend() != "tensorflow":
-            raise AttributeError("dataset: only on the TensorFlow backend")
-        if self._dataset is None:
-            from deepsuite.common.tf_image_batches import tf_batches  # TensorFlow only
-
-            self._dataset = tf_batches(self)
-        return self._dataset
-
-    def __len__(self) -> int:
-        return -(-len(self.texts) // self.batch_size)
-
-    def rows(self, index: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.texts)))
-        from deepsuite.common.image_batches import epoch_order
-
-        epoch = self.epoch
-        cached_epoch, order = self._order
-        if cached_epoch != epoch:
-            order = epoch_order(self.seed, epoch, len(self.texts))
-            self._order = (epoch, order)
-        return np.sort(order[index * self.batch_size:(index + 1) * self.batch_size])
 
     def __getitem__(self, index: int):
-        if index < 0 or index >= len(self):
-            raise IndexError(f"batch {index} of {len(self)}")
         rows = self.rows(index)
         x = self.encode(self.texts[rows].read())
         return (x,) if self.targets is None else (x, self.targets[rows])
