@@ -36,7 +36,11 @@ DATA = {
     "recommendation/two_tower": (["data.source=csv:{tmp}/ratings.csv", "model.kind=two_tower"], []),
     "sentiment-analysis": (["data.source=csv:{tmp}/reviews.csv"], []),
     "text-generation": ([f"data.source=text:{TINY_SHAKESPEARE}", "data.max_chars=20000"], [needs_tiny_shakespeare]),
+    # a GAN: two networks and two optimizers, checked by its own test below
+    "image-generation": (["data.max_train_samples=64", "data.max_val_samples=16", "data.max_test_samples=16",
+                          "evaluation.feature_train_samples=200", "evaluation.feature_epochs=1"], [needs_fashion_mnist]),
 }
+ADVERSARIAL = {"image-generation"}
 LOW = {"cpu": "bfloat16", "gpu x1": "float16"}
 
 
@@ -103,7 +107,8 @@ def one_batch(fit, size=8):
 
 
 @pytest.mark.parametrize("device", list(LOW))
-@pytest.mark.parametrize("name", [pytest.param(name, marks=marks) for name, (_, marks) in DATA.items()])
+@pytest.mark.parametrize("name", [pytest.param(name, marks=marks) for name, (_, marks) in DATA.items()
+                                  if name not in ADVERSARIAL])
 def test_full_preset_model_computes_in_half_precision_with_float32_weights_outputs_and_loss(
         name, device, loaded, global_policy):
     pipeline, config, splits = loaded(name)
@@ -131,3 +136,29 @@ def test_full_preset_model_computes_in_half_precision_with_float32_weights_outpu
     # two_tower has no targets: its in-batch softmax loss is the layer's own (add_loss)
     loss = model.compute_loss(x, y, predicted) if y is not None else keras.ops.sum(model.losses)
     assert keras.backend.standardize_dtype(loss.dtype) == "float32" and np.isfinite(float(loss)), (name, device, loss)
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("device", list(LOW))
+def test_full_preset_gan_computes_in_half_precision_and_trains_a_finite_step(device, loaded, global_policy):
+    """The GAN's generator and discriminator compute in half precision with float32 weights, its samples are
+    float32, both optimizers scale the loss under float16, and one training step on real images is finite."""
+    pipeline, config, splits = loaded("image-generation")
+    keras.mixed_precision.set_global_policy(backend.precision_policy(config.train.mixed_precision, device))
+    model = pipeline.build_model(config, splits)
+    low = LOW[device]
+    for network in (model.generator, model.discriminator):
+        counted = {low: 0, "float32": 0}
+        for layer in leaf_layers(network):
+            counted[layer.dtype_policy.compute_dtype] = counted.get(layer.dtype_policy.compute_dtype, 0) + sum(
+                int(np.prod(w.shape)) for w in layer.trainable_weights)
+        assert counted[low] / sum(counted.values()) > 0.9, (network.name, counted)
+    assert {w.dtype for w in model.weights if "float" in str(w.dtype)} == {"float32"}
+    samples = model(keras.random.normal((4, model.latent_dim), seed=1))
+    assert keras.backend.standardize_dtype(samples.dtype) == "float32"
+    if device == "gpu x1":
+        assert isinstance(model.optimizer.discriminator, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(model.optimizer.generator, keras.optimizers.LossScaleOptimizer)
+    fit = pipeline.fit_data(splits, config)
+    logs = model.train_on_batch(np.asarray(fit.x[:8]), np.asarray(fit.y[:8]), return_dict=True)
+    assert all(np.isfinite(float(logs[key])) for key in ("d_loss", "g_loss")), logs

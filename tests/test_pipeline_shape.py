@@ -14,7 +14,7 @@ BUILT_IN = sorted(p.name for p in (REPO / "pipelines").iterdir() if (p / "pipeli
 
 
 def test_every_pipeline_folder_is_registered():
-    assert len(BUILT_IN) == 6 and {n.replace("-", "_") for n in registry.names()} >= set(BUILT_IN)
+    assert len(BUILT_IN) == 7 and {n.replace("-", "_") for n in registry.names()} >= set(BUILT_IN)
 
 
 @pytest.mark.parametrize("folder", BUILT_IN)

@@ -1,0 +1,179 @@
+"""Image generation end to end through the real CLI: a DCGAN on a Fashion-MNIST subset, real sqlite MLflow store.
+
+The smoke run's per-epoch losses and validation FID, its FID/KID test metrics and figures, `deepsuite generate`
+on its export (a seeded, reproducible grid), the logged MLflow model answering `generate` with params, the
+same run on JAX with TensorFlow hidden, a SIGKILLed run resumed to exactly the uninterrupted run's curves, the
+VAE model kind, and `deepsuite tune` on the validation FID.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support.cli import REPO, like_a_terminal, run_cli, wait_while_running
+from tests.support.data import needs_fashion_mnist
+from tests.support.mlflow_models import load_pyfunc
+from tests.support.store import only_run
+
+pytestmark = needs_fashion_mnist
+NAME = "image-generation"
+SMOKE = ["run", NAME, "--preset", "smoke"]
+CELL = 28 + 1  # a 28x28 image and the grid's 1-pixel gutter
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("image-generation-smoke")
+    result = run_cli(SMOKE, cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    return folder, result
+
+
+def test_run_is_recorded_with_per_epoch_losses_fid_kid_and_figures(smoke_run):
+    folder, result = smoke_run
+    client, run = only_run(folder, NAME)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("dcgan-smoke-")
+    assert "done: image-generation" in result.out
+    assert run.data.tags["backend"] == "tensorflow"
+    for key in ("loss", "d_loss", "g_loss", "d_real", "d_fake", "val_fid"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2], key  # one point per epoch
+        assert all(np.isfinite(m.value) for m in history), key
+    metrics = run.data.metrics
+    for key in ("test_fid", "test_kid", "test_real_fid", "test_real_kid", "test_precision", "test_recall"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["test_samples"] == 256  # the smoke preset's N, capped by its 256 test images
+    assert metrics["test_fid"] >= 0 and metrics["test_real_fid"] >= 0
+    assert metrics["test_fid"] > metrics["test_real_fid"]  # two epochs on 384 images are far from the floor
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/samples.png", "plots/latent_interpolation.png", "plots/learning_curves.png"} <= plots
+    tables = {a.path for a in client.list_artifacts(run.info.run_id, "tables")}
+    assert "tables/fid_kid.csv" in tables
+
+
+def test_generate_writes_a_seeded_grid_of_the_asked_size(smoke_run):
+    folder, _ = smoke_run
+    _, run = only_run(folder, NAME)
+    paths = []
+    for name, seed in (("a.png", 1), ("b.png", 1), ("c.png", 2)):
+        result = run_cli(["generate", run.info.run_id, "--n", "64", "--seed", str(seed), "--output", name,
+                          "--json"], cwd=folder)
+        assert result.code == 0, result.err[-3000:]
+        [answer] = [json.loads(line) for line in result.out.splitlines() if line.startswith("{")]
+        assert answer["n"] == 64 and answer["image_shape"] == [28, 28, 1] and answer["output"].endswith(name)
+        paths.append(folder / name)
+    grids = [np.asarray(Image.open(path)) for path in paths]
+    assert grids[0].shape == (8 * CELL - 1, 8 * CELL - 1)  # 64 images as 8 x 8, grey
+    assert (grids[0] == grids[1]).all() and (grids[0] != grids[2]).any()  # the seed decides the images
+    result = run_cli(["generate", run.info.run_id, "--n", "6", "--columns", "3", "--seed", "1", "-o", "six.png"],
+                     cwd=folder)
+    assert result.code == 0, result.err[-3000:]
+    assert np.asarray(Image.open(folder / "six.png")).shape == (2 * CELL - 1, 3 * CELL - 1)
+
+
+def test_logged_mlflow_model_answers_generate_with_params(smoke_run, monkeypatch):
+    folder, _ = smoke_run
+    _, run = only_run(folder, NAME)
+    model = load_pyfunc(folder, f"runs:/{run.info.run_id}/model", monkeypatch)
+    params = {p.name: (p.dtype.name, p.default) for p in model.metadata.get_params_schema().params}
+    assert params["command"] == ("string", "generate") and params["seed"][0] == "long"
+    assert params["output"] == ("boolean", False)
+    first, again = (model.predict([3], params={"seed": 7}) for _ in range(2))
+    [answer] = first
+    assert answer["n"] == 3 and np.asarray(answer["images"]).shape == (3, 28, 28)
+    assert np.asarray(answer["images"]).dtype.kind in "iu"
+    assert first[0]["images"] == again[0]["images"]  # seeded: the same images
+    [with_file] = model.predict([4], params={"seed": 7, "output": True})  # the grid comes back as base64
+    assert with_file["output"]["name"] == "grid.png" and with_file["output"]["b64"]
+
+
+def test_jax_backend_without_tensorflow(tmp_path):
+    result = run_cli(SMOKE, cwd=tmp_path, backend="jax", hide_tensorflow=True)
+    assert result.code == 0, result.err[-3000:]
+    client, run = only_run(tmp_path, NAME)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "jax"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "g_loss")] == [1, 2]
+    assert np.isfinite(run.data.metrics["test_fid"]) and np.isfinite(run.data.metrics["test_kid"])
+    generated = run_cli(["generate", run.info.run_id, "--n", "4", "--seed", "1", "-o", "grid.png"], cwd=tmp_path,
+                        backend="jax", hide_tensorflow=True)
+    assert generated.code == 0, generated.err[-3000:]
+    assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (2 * CELL - 1, 2 * CELL - 1)
+
+
+RESUMABLE = [*SMOKE, "--set", "train.epochs=5", "--set", "seed=5"]
+
+
+def backup_epochs(folder: Path) -> int:
+    for metadata in (folder / "mlruns" / "work").glob("*/backup/current/training_metadata.json"):
+        try:
+            return json.loads(metadata.read_text(encoding="utf-8"))["epoch"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
+
+
+def curves(folder: Path):
+    client, run = only_run(folder, NAME)
+    per_epoch = {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+                 for key in ("loss", "d_loss", "g_loss", "val_fid")}
+    return per_epoch, {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}, run.info.status
+
+
+def test_killed_and_resumed_gan_equals_the_uninterrupted_run(tmp_path):
+    """Both networks' weights, both optimizers' Adam moments and step counts, the EMA generator, the latent
+    sampler's state and the data order survive a SIGKILL: the resumed run's curves and test metrics are equal."""
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    whole.mkdir(), broken.mkdir()
+    reference = run_cli(RESUMABLE, cwd=whole)
+    assert reference.code == 0, reference.err[-3000:]
+    expected, expected_tests, _ = curves(whole)
+    assert len(expected["g_loss"]) == 5
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "deepsuite.app.cli", *RESUMABLE], cwd=broken, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
+    wait_while_running(lambda: backup_epochs(broken) >= 2, proc, 300, "a backup of 2 epochs",
+                       lambda: proc.communicate()[1][-2000:])
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    killed_after = backup_epochs(broken)
+    assert 2 <= killed_after < 5, killed_after
+    _, run = only_run(broken, NAME)
+    assert run.info.status == "RUNNING"
+
+    resumed = run_cli(["run", NAME, "--resume", run.info.run_id], cwd=broken)
+    assert resumed.code == 0, resumed.err[-3000:]
+    got, got_tests, status = curves(broken)
+    assert status == "FINISHED"
+    for key in expected:
+        assert got[key] == expected[key], (key, killed_after, got[key], expected[key])
+    assert got_tests == expected_tests
+
+
+def test_vae_model_kind_runs_and_generates(tmp_path):
+    result = run_cli([*SMOKE, "--set", "model.kind=vae", "--set", "train.learning_rate=0.002"], cwd=tmp_path)
+    assert result.code == 0, result.err[-3000:]
+    client, run = only_run(tmp_path, NAME)
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("vae-smoke-")
+    for key in ("loss", "reconstruction", "kl", "val_fid"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
+    assert np.isfinite(run.data.metrics["test_fid"]) and np.isfinite(run.data.metrics["test_kid"])
+    generated = run_cli(["generate", run.info.run_id, "--n", "9", "--seed", "1", "-o", "grid.png"], cwd=tmp_path)
+    assert generated.code == 0, generated.err[-3000:]
+    assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (3 * CELL - 1, 3 * CELL - 1)
+
+
+def test_tune_searches_the_space_on_validation_fid(tmp_path):
+    result = run_cli(["tune", NAME, "--preset", "smoke", "--tuner", "random", "--max-trials", "2",
+                      "--max-epochs", "1"], cwd=tmp_path)
+    assert result.code == 0, result.err[-3000:]
+    assert "best: trial id" in result.out and "val_fid=" in result.out and "test_fid=" in result.out
+    assert "try: deepsuite generate models:/image-generation@best" in result.out  # the pipeline's own verb
