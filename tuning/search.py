@@ -101,5 +101,6 @@ def _print_best(best, pipeline: Pipeline, echo: Callable[[str], None]) -> None:
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in best.test_metrics.items())
     echo(f"best model test metrics: {metrics}")
     if best.registered:
+        verb = pipeline.commands[0].name if pipeline.commands else "predict"  # generate, recommend, denoise...
         echo(f"registered {best.registered} (version {best.version}); "
-             f"try: deepsuite predict {best.registered} <input>")
+             f"try: deepsuite {verb} {best.registered} <input>")
