@@ -49,7 +49,10 @@ def load_pyfunc(folder, uri: str, monkeypatch):
     """`mlflow.pyfunc.load_model(uri)` against <folder>/mlruns (the tracking URI restored after the test)."""
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
+    import deepsuite.pipelines  # noqa: F401  (imported from the checkout before MLflow puts the model's code first)
+
     store = f"sqlite:///{folder}/mlruns/mlflow.db"
+    monkeypatch.setattr(sys, "path", list(sys.path))  # MLflow prepends the model's code folder: undone after the test
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", store)  # as mlflow.set_tracking_uri, undone after the test
