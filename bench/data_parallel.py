@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parsed.add_argument("--devices", type=int, default=4, help="simulated CPU devices of the parallel run")
     parsed.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every run, e.g. train.epochs=2 for a shortened default")
+    parsed.add_argument("--noise-seed", type=int, help="also train on 1 device with this seed, and print the "
+                        "seed-to-seed difference beside the devices' difference (what noise looks like at this length)")
     parsed.add_argument("--store", type=Path, default=REPO / "bench" / "results" / "data-parallel",
                         help="MLflow stores, one per run (default: bench/results/data-parallel, git-ignored)")
     parsed.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -114,11 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         many = one_run(pipeline, args.devices, args.devices, args)
         print(f"{pipeline}: seed {one['seed']}, global batch {one['global_batch']} on 1 device / "
               f"{many['global_batch']} on {args.devices} (mesh {many['mesh'] or '-'}), {one['epochs']} epochs")
+        other = None
+        if args.noise_seed is not None:
+            seeded = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, f"seed={args.noise_seed}"],
+                                           "store": args.store / f"seed-{args.noise_seed}"})
+            other = one_run(pipeline, 1, args.devices, seeded)
         for key in METRICS[pipeline]:
             ok, bound = within(key, many["figures"][key], one["figures"][key])
             verdicts.append(ok)
             print(f"  final {key}: {args.devices} devices {many['figures'][key]:.6f}, 1 device "
                   f"{one['figures'][key]:.6f}; {bound}: target {'met' if ok else 'NOT met'}")
+            if other:
+                _, noise = within(key, other["figures"][key], one["figures"][key])
+                print(f"    noise for scale: 1 device with seed {args.noise_seed} {other['figures'][key]:.6f} "
+                      f"({noise.split(' <=')[0]} from seed {one['seed']}; not a target)")
         print(f"  fit {many['fit_seconds']:.0f} s on {args.devices} simulated devices vs {one['fit_seconds']:.0f} s "
               f"on 1 ({many['fit_seconds'] / one['fit_seconds']:.2f}x; simulated devices share the cores)")
     missed = verdicts.count(False)
