@@ -54,9 +54,9 @@ def test_the_wheel_holds_one_top_level_package_and_ignores_a_local_common(tmp_pa
         (user / name).mkdir(parents=True)
         (user / name / "__init__.py").write_text(f"raise ImportError('the user\\'s own {name} was imported')\n")
     listed = run([venv / "bin" / "deepsuite", "list"], cwd=user)
-    assert listed.stdout.count("\n  commands: ") == 6, listed.stdout + listed.stderr
+    assert listed.stdout.count("\n  commands: ") == 7, listed.stdout + listed.stderr
     for name in ("image-classification", "medical-imaging", "image-denoising", "sentiment-analysis",
-                 "text-generation", "recommendation"):
+                 "text-generation", "recommendation", "image-generation"):
         assert f"{name}\n  " in listed.stdout
     assert "the user's own" not in listed.stdout + listed.stderr
     where = run([venv / "bin" / "python", "-c", "import deepsuite.common.config as c; print(c.__file__)"], cwd=user)
