@@ -46,7 +46,7 @@ import numpy as np
 
 from deepsuite.common.data.cache import cache_root, ensure_writable, key_digest
 from deepsuite.common.errors import DataError
-from deepsuite.pipelines.recommendation.ratings import csv_layout, plain_integer, sniff_dialect
+from deepsuite.pipelines.recommendation.ratings import _is_number, csv_layout, plain_integer, sniff_dialect
 
 STORE_VERSION = 1
 CHUNK_ROWS = 1 << 18      # rows parsed as Python objects at a time
@@ -381,14 +381,6 @@ def _times(chunk: _Chunk, path: Path, state: dict) -> np.ndarray:
         except ValueError:
             raise DataError(f"{path} line {line}: timestamp {value!r} is neither seconds nor an ISO date") from None
     return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _head(path: Path, encoding: str) -> str:

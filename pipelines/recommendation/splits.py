@@ -192,6 +192,25 @@ class Stacked:
 # Splitting
 
 
+def split_rows(split: str, size: int, users: np.ndarray, items: np.ndarray, times: np.ndarray | None,
+               test_fraction: float, val_fraction: float, seed: int, notes: list[str]):
+    """(train, val, test) row numbers of `data.split` over `size` ratings (users/items as indices), with the
+    sentence the data card shows appended to `notes`; shared by the in-memory and the streamed split."""
+    if split == "random":
+        rows = _random(size, test_fraction, val_fraction, seed)
+        notes.append(f"random split (seed {seed}): {test_fraction:.0%} of ratings for test, {val_fraction:.0%} of "
+                     "the rest for validation")
+    elif split == "temporal":
+        rows = _leave_last_out(users, items, times, val_fraction > 0)
+        notes.append("temporal split: each user's last rating is the test, the one before it validation; ties at "
+                     "the same timestamp are broken by item id (the highest id counts as the latest)")
+        if times is None:
+            notes.append("temporal split without timestamps: file order is the time order")
+    else:
+        raise DataError(f"data.split={split!r}: use random or temporal")
+    return rows
+
+
 def split_ratings(ratings: Ratings, split: str, test_fraction: float, val_fraction: float, seed: int,
                   max_users: int | None = None) -> Catalogue:
     notes = list(ratings.notes)
@@ -204,18 +223,7 @@ def split_ratings(ratings: Ratings, split: str, test_fraction: float, val_fracti
         notes.append(f"kept the first {len(kept)} users by id ({int(mask.sum())} ratings)")
     user_vocab, item_vocab = _sorted_unique(users), _sorted_unique(items)
     u, i = index_of(user_vocab, users), index_of(item_vocab, items)
-    if split == "random":
-        train, val, test = _random(len(values), test_fraction, val_fraction, seed)
-        notes.append(f"random split (seed {seed}): {test_fraction:.0%} of ratings for test, {val_fraction:.0%} of "
-                     "the rest for validation")
-    elif split == "temporal":
-        train, val, test = _leave_last_out(u, i, times, val_fraction > 0)
-        notes.append("temporal split: each user's last rating is the test, the one before it validation; ties at "
-                     "the same timestamp are broken by item id (the highest id counts as the latest)")
-        if times is None:
-            notes.append("temporal split without timestamps: file order is the time order")
-    else:
-        raise DataError(f"data.split={split!r}: use random or temporal")
+    train, val, test = split_rows(split, len(values), u, i, times, test_fraction, val_fraction, seed, notes)
     if not len(test) or not len(train):
         raise DataError(f"{ratings.source}: the {split} split left an empty train or test set "
                         f"({len(values)} ratings, {len(user_vocab)} users); more ratings are needed")

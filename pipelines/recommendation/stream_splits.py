@@ -5,7 +5,7 @@ rows in each split, in the same order, the same vocabularies, titles, side featu
 `Interactions` hold memmapped int32/float32/int64 columns written into the store's cache folder, and their raw
 ids are `RawIds`: `vocab[index - 1]` computed for the rows asked for, never one Python object per row.
 
-The split itself runs the in-memory path's own functions (`splits._random`, `splits._leave_last_out`) on the
+The split itself runs the in-memory path's own `splits.split_rows` on the
 index columns, which is why the splits are the same: index order is raw-id order (the vocabularies are sorted).
 
 Peak memory (n rows in the file, m kept by data.max_users): with max_users, the kept rows' columns are copied
@@ -29,8 +29,8 @@ import numpy as np
 from deepsuite.common.data.cache import key_digest
 from deepsuite.common.errors import DataError
 from deepsuite.pipelines.recommendation.rating_store import COLUMNS, COPY_ROWS, RatingStore, column
-from deepsuite.pipelines.recommendation.splits import (Catalogue, Interactions, _add_side_features, _leave_last_out,
-                                                       _note_cold_start, _random, model_ids)
+from deepsuite.pipelines.recommendation.splits import (Catalogue, Interactions, _add_side_features, _note_cold_start,
+                                                       model_ids, split_rows)
 
 PARTS = ("train", "val", "test")
 FIELDS = ("users", "items", "ratings", "times")
@@ -99,18 +99,7 @@ def split_store(store: RatingStore, split: str, test_fraction: float, val_fracti
         user_vocab, item_vocab = user_vocab[:kept], item_vocab[present[1:]]
         notes.append(f"kept the first {kept} users by id ({int(mask.sum())} ratings)")
         del mask
-    if split == "random":
-        rows = _random(len(values), test_fraction, val_fraction, seed)
-        notes.append(f"random split (seed {seed}): {test_fraction:.0%} of ratings for test, {val_fraction:.0%} of "
-                     "the rest for validation")
-    elif split == "temporal":
-        rows = _leave_last_out(users, items, times, val_fraction > 0)
-        notes.append("temporal split: each user's last rating is the test, the one before it validation; ties at "
-                     "the same timestamp are broken by item id (the highest id counts as the latest)")
-        if times is None:
-            notes.append("temporal split without timestamps: file order is the time order")
-    else:
-        raise DataError(f"data.split={split!r}: use random or temporal")
+    rows = split_rows(split, len(values), users, items, times, test_fraction, val_fraction, seed, notes)
     train, val, test = rows
     if not len(test) or not len(train):
         raise DataError(f"{store.source}: the {split} split left an empty train or test set "
