@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,12 +49,31 @@ def decode_text(raw: bytes, where: str, encoding: str = "utf-8") -> str:
 def read_table(path: str | Path, text_column: str, label_column: str, delimiter: str | None = None,
                encoding: str = "utf-8") -> LabeledTexts:
     """Rows of a CSV (`,`) or TSV (`\\t`, chosen by suffix unless `delimiter` is given) with a header line."""
+    path, delimiter = _table_file(path, delimiter)
+    text = decode_text(path.read_bytes(), str(path), encoding)
+    texts, labels, origin = [], [], []
+    _, records = _records(path, io.StringIO(text, newline=""), delimiter, text_column, label_column)
+    for line, row_text, label in records:
+        texts.append(row_text)
+        labels.append(label)
+        origin.append(f"{path.name}:{line}")
+    return LabeledTexts(texts, labels, origin)
+
+
+def _table_file(path: str | Path, delimiter: str | None) -> tuple[Path, str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"table file not found: {path}")
-    delimiter = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
-    text = decode_text(path.read_bytes(), str(path), encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return path, delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+
+
+def _records(path: Path, lines, delimiter: str, text_column: str, label_column: str,
+             before_record: Callable[[], None] = lambda: None) -> tuple[int, Iterator[tuple[int, str, str]]]:
+    """The text column's index, and (line number, text, label) of each non-blank record under the header, with
+    the errors both readers give: the in-memory one and the streaming index must name the same file, line and
+    fields. The header is checked at once; `before_record` runs just before the csv reader takes a record's
+    lines (it never reads ahead)."""
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -62,22 +82,29 @@ def read_table(path: str | Path, text_column: str, label_column: str, delimiter:
         raise DataError(f"{path}: line 1 is not valid {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}") from None
     header = [name.strip() for name in header]
     t_col, l_col = _columns(path, header, text_column, label_column)
-    texts, labels, origin = [], [], []
+    return t_col, _rows(path, reader, header, t_col, l_col, before_record)
+
+
+def _rows(path: Path, reader, header: list[str], t_col: int, l_col: int, before_record):
+    found = False
     try:
-        for row in reader:
+        while True:
+            before_record()
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
             if not row or all(not cell.strip() for cell in row):
                 continue  # blank lines between records are not records
             if len(row) <= max(t_col, l_col):
                 raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, expected {len(header)} "
                                 f"(header: {', '.join(header)}); quote fields that contain the delimiter")
-            texts.append(row[t_col])
-            labels.append(row[l_col].strip())
-            origin.append(f"{path.name}:{reader.line_num}")
+            found = True
+            yield reader.line_num, row[t_col], row[l_col].strip()
     except csv.Error as exc:
         raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {exc}") from None
-    if not texts:
+    if not found:
         raise DataError(f"{path}: no data rows under the header")
-    return LabeledTexts(texts, labels, origin)
 
 
 def read_class_folders(root: str | Path, encoding: str = "utf-8") -> LabeledTexts:
@@ -246,11 +273,7 @@ def index_table(path: str | Path, text_column: str, label_column: str, delimiter
                 encoding: str = "utf-8") -> RecordIndex:
     """`read_table`'s pass without keeping the texts: every record decoded and parsed (the same errors, with
     the same file, line and byte), and only its place in the file, its label and blankness kept."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"table file not found: {path}")
-    delimiter = delimiter or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
-    kind = "TSV" if delimiter == chr(9) else "CSV"
+    path, delimiter = _table_file(path, delimiter)
     spans = []   # (offset, length) of the lines handed to the csv reader for the record being read
 
     def lines():
@@ -267,40 +290,17 @@ def index_table(path: str | Path, text_column: str, label_column: str, delimiter
                     offset += len(piece_bytes)
                     yield piece
 
-    reader = csv.reader(lines(), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError(f"{path}: the file is empty (expected a header line naming the columns)") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: line 1 is not valid {kind}: {exc}") from None
-    header = [name.strip() for name in header]
-    t_col, l_col = _columns(path, header, text_column, label_column)
     offsets, lengths, line_numbers, codes, blank = (array.array("q"), array.array("q"), array.array("q"),
                                                     array.array("i"), array.array("b"))
     values: dict[str, int] = {}
-    try:
-        while True:
-            spans.clear()   # the reader takes exactly a record's lines: it never reads ahead
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) <= max(t_col, l_col):
-                raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, expected {len(header)} "
-                                f"(header: {', '.join(header)}); quote fields that contain the delimiter")
-            first, last = spans[0], spans[-1]
-            offsets.append(first[0])
-            lengths.append(last[0] + last[1] - first[0])
-            line_numbers.append(reader.line_num)
-            codes.append(values.setdefault(row[l_col].strip(), len(values)))
-            blank.append(not row[t_col].strip())
-    except csv.Error as exc:
-        raise DataError(f"{path}: line {reader.line_num} is not valid CSV: {exc}") from None
-    if not offsets:
-        raise DataError(f"{path}: no data rows under the header")
+    t_col, records = _records(path, lines(), delimiter, text_column, label_column, spans.clear)
+    for line, text, label in records:
+        first, last = spans[0], spans[-1]   # the lines of this record alone: cleared before it was read
+        offsets.append(first[0])
+        lengths.append(last[0] + last[1] - first[0])
+        line_numbers.append(line)
+        codes.append(values.setdefault(label, len(values)))
+        blank.append(not text.strip())
     n = len(offsets)
     return RecordIndex("table", np.array([str(path)], dtype=object), np.zeros(n, np.int32),
                        np.frombuffer(offsets, np.int64).copy(), np.frombuffer(lengths, np.int64).copy(),
