@@ -1,4 +1,5 @@
-"""Streamed ratings CSVs (pipelines/recommendation/rating_store.py, stream_splits.py, rating_batches.py): the
+"""Streamed ratings CSVs (pipelines/recommendation/rating_store.py, rating_csv.py, stream_splits.py,
+rating_batches.py): the
 splits, batches and metrics of the in-memory path, a bad line named before training, the automatic choice,
 and memmapped columns cached per file version. Data: real MovieLens 100K ratings (the pipeline's offline
 loader), a subset of users written as CSV files into tmp_path."""
@@ -64,13 +65,13 @@ def test_streamed_run_gives_the_in_memory_metrics(movielens, tmp_path):
 
 def test_malformed_line_is_named_before_training(movielens, tmp_path):
     from deepsuite.pipelines.recommendation import data as data_lib
-    from deepsuite.pipelines.recommendation import rating_store
+    from deepsuite.pipelines.recommendation import rating_csv
 
     path = write_ratings(tmp_path / "ratings.csv", movielens, max_user=20)
     lines = path.read_text(encoding="utf-8").splitlines()
     lines[1500 - 1] = lines[1500 - 1].rsplit(",", 2)[0] + ",four,881250949"     # line 1500: rating "four"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    rating_store.CHUNK_ROWS, chunk = 512, rating_store.CHUNK_ROWS             # the bad row in a later chunk
+    rating_csv.CHUNK_ROWS, chunk = 512, rating_csv.CHUNK_ROWS             # the bad row in a later chunk
     try:
         with pytest.raises(DataError, match=r"ratings\.csv line 1500: rating 'four' is not a number"):
             data_lib.load_data(config(path, tmp_path, stream=True))
@@ -84,7 +85,7 @@ def test_malformed_line_is_named_before_training(movielens, tmp_path):
         with pytest.raises(DataError, match=rf"ratings\.csv: line {bad}, byte \d+: b'\\xe9' is not valid utf-8"):
             data_lib.load_data(config(path, tmp_path, stream=True))
     finally:
-        rating_store.CHUNK_ROWS = chunk
+        rating_csv.CHUNK_ROWS = chunk
     assert not any((tmp_path / "cache" / "ratings-stream").glob("ratings-*"))  # nothing cached for a bad file
 
 
