@@ -7,6 +7,7 @@ before its figures, at least one target verdict, and exit 0: smoke reports the t
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from tests.support.cli import REPO
 
-BENCHES = ["image_classification", "image_denoising", "medical_imaging", "recommendation",
+BENCHES = ["image_classification", "image_denoising", "image_generation", "medical_imaging", "recommendation",
            "sentiment_analysis", "text_generation", "tuning"]
 TAKES_STORE = set(BENCHES) - {"sentiment_analysis"}  # that one runs the CLI in a temporary folder of its own
 DATA_LINE = re.compile(r"^seed \d+ \| split sizes train \d+, validation \d+, test \d+ \| test digest [0-9a-f]{12}$",
@@ -184,3 +185,27 @@ def test_a_bench_result_signs_its_deltas_by_the_metric_direction(tmp_path):
     rendered = table.render([again])
     assert "SVD: 0.9400 in 4.0 s | 0.0400 better | 5.00x" in rendered
     assert "kNN: 0.8800 (untimed) | 0.0200 worse | -" in rendered
+
+
+@pytest.mark.slow
+def test_gpu_readiness_script_plans_and_times_a_full_run_without_tensorflow(tmp_path):
+    """bench/gpu_full.py as the GPU machine runs it (JAX, TensorFlow absent, the suite not installed but on the
+    path): --plan lowers one real training step with XLA, --measure times real steps through the suite's fit
+    path and stops; both size the whole run from the preset's steps per epoch and epochs (smoke preset here)."""
+    figures = {}
+    for mode in ("plan", "measure"):
+        out = tmp_path / f"{mode}.json"
+        script = ("import runpy, sys; import tests.support.without_tensorflow; "
+                  f"sys.argv = ['gpu_full.py', '--{mode}', '--preset', 'smoke', '--pipelines', 'image-denoising', "
+                  f"'--steps', '3', '--warmup', '2', '--out', {str(out)!r}]; "
+                  "runpy.run_path('bench/gpu_full.py', run_name='__main__')")
+        proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "image-denoising" in proc.stdout and "FAILED" not in proc.stdout, proc.stdout
+        figures[mode] = json.loads(out.read_text())["results"]["image-denoising"]
+    plan, measured = figures["plan"], figures["measure"]
+    assert plan["steps"] == plan["steps_per_epoch"] * plan["epochs"] == measured["steps"] > 3
+    assert plan["flops_per_step"] > 1e6 and plan["memory_estimate_bytes"] > 4 * plan["parameters"]
+    assert measured["timed_steps"] == 3 and measured["seconds_per_step"] > 0
+    assert measured["full_training_seconds"] == pytest.approx(measured["seconds_per_step"] * measured["steps"])

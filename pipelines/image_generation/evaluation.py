@@ -1,5 +1,5 @@
 """FID and KID between EMA samples and the test images (with the real-vs-real floor beside them), precision and
-recall of the generated distribution, a sample grid and a latent interpolation figure.
+recall of the generated distribution, a sample grid, the per-epoch sample grid and a latent interpolation figure.
 
 All distances are on the penultimate-layer features of the FID classifier (features.py: trained once by this
 pipeline on the training images, cached in the data cache; not Inception, whose weights cannot be fetched
@@ -24,14 +24,14 @@ def sample(model, n: int, seed: int | None, batch: int = 500) -> np.ndarray:
     return np.asarray(to_numpy(model.predict(z, batch_size=batch, verbose=0)), np.float32)
 
 
-def evaluate(model, splits: Splits, config: ImageGenerationConfig) -> Evaluation:
+def feature_scores(extract, generated: np.ndarray, splits: Splits, config: ImageGenerationConfig) -> dict:
+    """FID, KID (+ std), precision and recall of `generated` (N images in [-1, 1]) against the first N test images,
+    and the real-vs-real floor (N training images vs the same test images), on `extract`'s features. What the
+    run's test metrics are and what a bench scores a peer's images with, so both are measured identically."""
     settings = config.evaluation
-    n = min(settings.samples, len(splits.test))
-    generated = sample(model, n, config.seed)
+    n = len(generated)
     real_pool = np.concatenate([splits.train.x, splits.val.x])
     real = real_pool[np.random.default_rng(config.seed).permutation(len(real_pool))[:n]]
-    extract = model.features
-    _, facts = features.classifier(config, splits)  # the cached yardstick's facts (it is trained by now)
 
     def feats(images):
         return np.asarray(to_numpy(extract.predict(images, batch_size=500, verbose=0)), np.float64)
@@ -41,10 +41,19 @@ def evaluate(model, splits: Splits, config: ImageGenerationConfig) -> Evaluation
     kid, kid_std = features.kernel_inception_distance(fake_f, test_f, kid_subset, seed=config.seed)
     real_kid, _ = features.kernel_inception_distance(real_f, test_f, kid_subset, seed=config.seed)
     precision, recall = features.precision_recall(test_f, fake_f)
-    metrics = {"fid": features.frechet_distance(fake_f, test_f), "kid": kid, "kid_std": kid_std,
-               "real_fid": features.frechet_distance(real_f, test_f), "real_kid": real_kid,
-               "precision": precision, "recall": recall, "samples": float(n),
+    return {"fid": features.frechet_distance(fake_f, test_f), "kid": kid, "kid_std": kid_std,
+            "real_fid": features.frechet_distance(real_f, test_f), "real_kid": real_kid,
+            "precision": precision, "recall": recall, "samples": float(n)}
+
+
+def evaluate(model, splits: Splits, config: ImageGenerationConfig) -> Evaluation:
+    settings = config.evaluation
+    n = min(settings.samples, len(splits.test))
+    generated = sample(model, n, config.seed)
+    _, facts = features.classifier(config, splits)  # the cached yardstick's facts (it is trained by now)
+    metrics = {**feature_scores(model.features, generated, splits, config),
                "feature_classifier_accuracy": float(facts["test_accuracy"])}
+    kid, real_kid, precision, recall = (metrics[k] for k in ("kid", "real_kid", "precision", "recall"))
     side = settings.grid
     figures = {
         "samples": grids.figure(grids.mosaic(to_uint8(generated[: side * side]), side),
@@ -54,6 +63,12 @@ def evaluate(model, splits: Splits, config: ImageGenerationConfig) -> Evaluation
         "real_test_images": grids.figure(grids.mosaic(to_uint8(splits.test.x[: side * side]), side),
                                          "Test images, for comparison"),
     }
+    by_epoch = model.epoch_sample_rows() if hasattr(model, "epoch_sample_rows") else np.zeros((0,))
+    if len(by_epoch):
+        rows, count = by_epoch.shape[:2]
+        figures["samples_by_epoch"] = grids.figure(
+            grids.mosaic(to_uint8(by_epoch.reshape(rows * count, *by_epoch.shape[2:])), count),
+            f"The same {count} latents after each epoch (rows: epochs 1-{rows}, top to bottom)")
     floor = (f"FID {metrics['fid']:.3f} / KID {kid:.5f} (generated vs test) beside the real-vs-real floor "
              f"FID {metrics['real_fid']:.3f} / KID {real_kid:.5f} (train vs test), N = {n} each")
     notes = [floor,
