@@ -91,6 +91,40 @@ def test_patches_are_seeded_augmented_and_fresh_each_epoch():
     np.testing.assert_array_equal(val_noisy, fixed_patches(images, 6, 32, cfg.NoiseConfig(), seed=3)[0])
 
 
+def test_image_sampling_draws_each_image_equally_often_instead_of_by_area():
+    from deepsuite.pipelines.image_denoising.patches import sample_patches
+
+    big, small = np.zeros((400, 400, 1), np.float32), np.ones((40, 40, 1), np.float32)  # small: 1/400 of the area
+    by_area = sample_patches([big, small], 2000, 32, np.random.default_rng(0), augment=False)
+    by_image = sample_patches([big, small], 2000, 32, np.random.default_rng(0), augment=False, sampling="image")
+    share_area, share_image = by_area.mean(axis=(1, 2, 3)).mean(), by_image.mean(axis=(1, 2, 3)).mean()
+    assert share_area < 0.01 and 0.45 < share_image < 0.55
+    assert cfg.ImageDenoisingConfig().data.sampling in ("area", "image")
+
+
+def test_self_ensemble_inverts_each_flip_and_averages_the_eight():
+    import keras
+
+    from deepsuite.pipelines.image_denoising.tiling import denoise_any_channels, dihedral
+
+    image = np.random.default_rng(1).random((37, 52, 1)).astype(np.float32)
+    assert len({dihedral(image, k).tobytes() for k in range(8)}) == 8
+    for k in range(8):
+        np.testing.assert_array_equal(dihedral(dihedral(image, k), k, inverse=True), image)
+    inputs = keras.Input((None, None, 1))
+    pointwise = keras.Model(inputs, keras.layers.Conv2D(1, 1, kernel_initializer="ones", bias_initializer="ones")(inputs))
+    out, tiles = denoise_any_channels(pointwise, image, 1, 32, 8, 1, self_ensemble=True)
+    np.testing.assert_allclose(out, image + 1, atol=1e-5)   # equivariant model: the ensemble changes nothing
+    single, single_tiles = denoise_any_channels(pointwise, image, 1, 32, 8, 1)
+    assert tiles == 8 * single_tiles
+    # a model that is not flip-equivariant (a one-sided 2-pixel shift): the ensemble is the mean of the 8 turned back
+    shift = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.roll(x, 2, axis=2))(inputs))
+    ensemble, _ = denoise_any_channels(shift, image, 1, 64, 0, 1, self_ensemble=True)
+    by_hand = np.mean([dihedral(np.roll(dihedral(image, k), 2, axis=1), k, inverse=True) for k in range(8)], axis=0)
+    np.testing.assert_allclose(ensemble, by_hand, atol=1e-6)
+    assert not np.allclose(ensemble, np.roll(image, 2, axis=1))
+
+
 def test_images_smaller_than_a_patch_are_skipped_or_refused():
     big, small = np.zeros((50, 60, 1), np.float32), np.zeros((20, 90, 1), np.float32)
     kept, names, dropped = usable([big, small], ["big", "small"], 40)

@@ -68,7 +68,7 @@ def patch_stream(splits: Splits, config: ImageDenoisingConfig):
 
     data = config.data
     return NoisyPatches(splits.train.x, data.patch_size, config.train.batch_size, data.patches_per_epoch,
-                        config.noise, config.seed, data.augment)
+                        config.noise, config.seed, data.augment, data.sampling)
 
 
 def fit_data(splits: Splits, config: ImageDenoisingConfig) -> FitData:

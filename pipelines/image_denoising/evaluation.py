@@ -5,6 +5,11 @@ from a generator seeded by (run seed, image index); the noisy input is not clipp
 true noise level (20.17 dB for sigma=25); every denoiser's output is clipped to 0..1 before PSNR/SSIM.
 The baseline is scikit-image's non-local means with its own noise estimate (`estimate_sigma`), so it is
 blind to the true sigma, like a user's classical tool would be.
+
+With `evaluation.self_ensemble` (the default) our output is the mean of the model's outputs on the 8
+flips/rotations of the noisy image, each turned back (the "+" / geometric self-ensemble of Timofte et al.
+2016 and Lim et al. 2017): 8x the test time, no training cost; it was chosen on the validation photographs
+(astronaut, page), +0.19..0.22 dB there.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ def evaluate(model, splits: Splits, config: ImageDenoisingConfig) -> Evaluation:
     settings = config.evaluation
     results = evaluate_images(model, splits.test.x, splits.test.y, config.noise, config.seed, config.data.channels,
                               settings.tile, settings.overlap, config.model.size_multiple(), settings.baseline,
-                              settings.figure_images)
+                              settings.figure_images, settings.self_ensemble)
     metrics = mean_metrics(results)
     label = describe(config.noise)
     figures = {}
@@ -46,7 +51,9 @@ def evaluate(model, splits: Splits, config: ImageDenoisingConfig) -> Evaluation:
     notes = [f"test: {len(results)} images ({', '.join(splits.test.y)}) with {label}; "
              f"mean PSNR {metrics['psnr']:.2f} dB (noisy {metrics['noisy_psnr']:.2f} dB"
              + (f", non-local means {metrics['nl_means_psnr']:.2f} dB)" if "nl_means_psnr" in metrics else ")"),
-             "protocol: noise not clipped (noisy PSNR is the true noise level); outputs clipped to 0..1",
+             "protocol: noise not clipped (noisy PSNR is the true noise level); outputs clipped to 0..1"
+             + ("; ours averaged over the 8 flips/rotations of each image (self-ensemble)" if settings.self_ensemble
+                else ""),
              f"trained on {len(splits.train.x)} images: {', '.join(meta.train_images[:20])}"
              + (" ..." if len(meta.train_images) > 20 else "")]
     if meta.skipped_small_images:
@@ -86,12 +93,12 @@ def score(prefix: str, clean: np.ndarray, image: np.ndarray) -> dict[str, float]
 
 def evaluate_images(model, images: list[np.ndarray], names: list[str], noise: NoiseConfig, seed: int,
                     channels: int, tile: int, overlap: int, multiple: int, baseline: str,
-                    keep_images: int) -> list[ImageResult]:
+                    keep_images: int, self_ensemble: bool = False) -> list[ImageResult]:
     results = []
     for index, (clean, name) in enumerate(zip(images, names)):
         noisy = test_noise(clean, noise, seed, index)
         started = time.perf_counter()
-        denoised, _ = denoise_any_channels(model, noisy, channels, tile, overlap, multiple)
+        denoised, _ = denoise_any_channels(model, noisy, channels, tile, overlap, multiple, self_ensemble)
         seconds = time.perf_counter() - started
         denoised = np.clip(denoised, 0, 1)
         scores = {**score("noisy_", clean, noisy), **score("", clean, denoised), "seconds": seconds}

@@ -29,10 +29,14 @@ def usable(images: list[np.ndarray], names: list[str], patch_size: int) -> tuple
 
 
 def sample_patches(images: list[np.ndarray], count: int, patch_size: int, rng: np.random.Generator,
-                   augment: bool) -> np.ndarray:
-    """`count` random clean patches (count, P, P, C); images are picked in proportion to their area."""
-    areas = np.array([(im.shape[0] - patch_size + 1) * (im.shape[1] - patch_size + 1) for im in images], float)
-    picks = rng.choice(len(images), size=count, p=areas / areas.sum())
+                   augment: bool, sampling: str = "area") -> np.ndarray:
+    """`count` random clean patches (count, P, P, C); images are picked in proportion to their area
+    (`sampling="area"`) or all equally often (`"image"`, so one very large photograph does not dominate)."""
+    if sampling == "image":
+        weights = np.ones(len(images))
+    else:
+        weights = np.array([(im.shape[0] - patch_size + 1) * (im.shape[1] - patch_size + 1) for im in images], float)
+    picks = rng.choice(len(images), size=count, p=weights / weights.sum())
     out = np.empty((count, patch_size, patch_size, images[0].shape[-1]), dtype=np.float32)
     for k, index in enumerate(picks):
         image = images[index]
@@ -52,10 +56,10 @@ class NoisyPatches(EpochSeeded):
     only, so a resumed run draws what the uninterrupted one would have."""
 
     def __init__(self, images: list[np.ndarray], patch_size: int, batch_size: int, patches_per_epoch: int,
-                 noise: NoiseConfig, seed: int, augment: bool = True):
+                 noise: NoiseConfig, seed: int, augment: bool = True, sampling: str = "area"):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.patch_size, self.batch_size = images, patch_size, batch_size
-        self.noise, self.seed, self.augment = noise, seed, augment
+        self.noise, self.seed, self.augment, self.sampling = noise, seed, augment, sampling
         self.batches = max(1, math.ceil(patches_per_epoch / batch_size))
 
     def __len__(self) -> int:
@@ -63,7 +67,7 @@ class NoisyPatches(EpochSeeded):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        clean = sample_patches(self.images, self.batch_size, self.patch_size, rng, self.augment)
+        clean = sample_patches(self.images, self.batch_size, self.patch_size, rng, self.augment, self.sampling)
         return add_noise(clean, self.noise, rng, blind=True), clean
 
 

@@ -79,9 +79,30 @@ def denoise_array(model, image: np.ndarray, tile: int, overlap: int, multiple: i
     return total / weight, len(boxes)
 
 
+def dihedral(image: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+    """The k-th (0..7) of the 8 flips/rotations of an HxWxC image, or its inverse."""
+    turns, flip = k % 4, k >= 4
+    if inverse:
+        image = np.rot90(image, k=-turns, axes=(0, 1))
+        return np.ascontiguousarray(image[:, ::-1] if flip else image)
+    image = image[:, ::-1] if flip else image
+    return np.ascontiguousarray(np.rot90(image, k=turns, axes=(0, 1)))
+
+
 def denoise_any_channels(model, image: np.ndarray, model_channels: int, tile: int, overlap: int,
-                         multiple: int) -> tuple[np.ndarray, int]:
-    """Grey model on colour: channel by channel; colour model on grey: replicate, then average back."""
+                         multiple: int, self_ensemble: bool = False) -> tuple[np.ndarray, int]:
+    """Grey model on colour: channel by channel; colour model on grey: replicate, then average back.
+
+    `self_ensemble` denoises all 8 flips/rotations of the image and averages the results turned back
+    (the "+" variants of EDSR/DnCNN papers): about 8x the time, typically a little higher PSNR.
+    """
+    if self_ensemble:
+        total, tiles = None, 0
+        for k in range(8):
+            out, count = denoise_any_channels(model, dihedral(image, k), model_channels, tile, overlap, multiple)
+            out = dihedral(out, k, inverse=True)
+            total, tiles = (out if total is None else total + out), tiles + count
+        return total / 8, tiles
     channels = image.shape[-1]
     if channels == model_channels:
         return denoise_array(model, image, tile, overlap, multiple)
