@@ -134,3 +134,28 @@ def watch_data(pipeline):
 
     pipeline.load_data = load_data
     return pipeline
+
+
+def cpu_seconds() -> float:
+    """This process's user + system CPU time: what a loaded, shared machine's wall clock cannot give."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class FitCpuMarks:
+    """Mixed in before a pipeline class: CPU seconds where fit starts (the runner calls fit_data just before
+    fit) and ends (evaluate follows it), and the splits and model as the run used them, for the peers."""
+
+    def fit_data(self, splits, config):
+        self.marks = {"fit_start": cpu_seconds()}
+        self.splits = splits
+        return super().fit_data(splits, config)
+
+    def evaluate(self, model, splits, config):
+        self.marks["fit_end"] = cpu_seconds()
+        self.model = model
+        return super().evaluate(model, splits, config)
+
+    @property
+    def fit_cpu(self) -> float:
+        return self.marks["fit_end"] - self.marks["fit_start"]

@@ -19,11 +19,10 @@ and the load average before/after is printed so the wall time can be judged.
 from __future__ import annotations
 
 import csv
-import resource
 import sys
 from pathlib import Path
 
-from harness import SHARED_DATA, describe_data, finish, parser, run_bench, verdict
+from harness import FitCpuMarks, SHARED_DATA, describe_data, finish, parser, run_bench, verdict
 from peers.classical_denoisers import classical_psnrs
 from record import BenchResult, Figure, ratio_lines, save
 
@@ -76,25 +75,8 @@ def second_set(limit: int | None = None) -> tuple[list[np.ndarray], list[str], s
     return images, names, ", ".join(f"{name} ({packages[name]})" for name in names)
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class TimedPipeline(ImageDenoisingPipeline):
-    """Marks CPU time where fit starts (fit_data is called just before fit) and ends (evaluate follows it)."""
-
-    marks: dict[str, float] = {}
-
-    def fit_data(self, splits, config):
-        self.splits = splits   # the peers denoise this test split
-        self.marks["fit_start"] = cpu_seconds()
-        return super().fit_data(splits, config)
-
-    def evaluate(self, model, splits, config):
-        self.marks["fit_end"] = cpu_seconds()
-        self.model = model     # the second set is denoised by the same model, after the run
-        return super().evaluate(model, splits, config)
+class TimedPipeline(FitCpuMarks, ImageDenoisingPipeline):
+    """The pipeline with its fit's CPU seconds marked (harness.FitCpuMarks)."""
 
 
 def main() -> int:
@@ -105,7 +87,7 @@ def main() -> int:
     pipeline.name = "image-denoising"  # what the registry sets on the instances it makes
     bench = run_bench(pipeline, args, [f"data.test_folder={SET12}", "noise.kind=gaussian", "noise.sigma=25"])
     config, result = bench.config, bench.result
-    fit_cpu = pipeline.marks["fit_end"] - pipeline.marks["fit_start"]
+    fit_cpu = pipeline.fit_cpu
     fit_seconds = bench.fit_seconds
     bench.log({"bench_fit_seconds": fit_seconds, "bench_fit_cpu_seconds": fit_cpu})
 

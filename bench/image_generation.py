@@ -13,10 +13,9 @@ default backend. The machine may be shared: CPU seconds (not wall) are what the 
 from __future__ import annotations
 
 import importlib
-import resource
 import sys
 
-from harness import describe_data, finish, parser, run_bench, verdict
+from harness import FitCpuMarks, describe_data, finish, parser, run_bench, verdict
 from peers import keras_io_wgan_gp as peer
 from record import BenchResult, Figure, ratio_lines, save
 
@@ -27,25 +26,8 @@ importlib.import_module("deepsuite.pipelines.image_generation.model")  # loaded 
 SMOKE_PEER_CPU, SMOKE_PEER_BATCH = 4.0, 64  # smoke: a step or two of the peer, its code end to end
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class TimedPipeline(ImageGenerationPipeline):
-    """Marks CPU time where fit starts (fit_data is called just before fit, after the FID classifier is ready)
-    and ends (evaluate follows it); keeps the splits the peer trains on and is scored against."""
-
-    marks: dict[str, float] = {}
-
-    def fit_data(self, splits, config):
-        self.splits = splits
-        self.marks["fit_start"] = cpu_seconds()
-        return super().fit_data(splits, config)
-
-    def evaluate(self, model, splits, config):
-        self.marks["fit_end"] = cpu_seconds()
-        return super().evaluate(model, splits, config)
+class TimedPipeline(FitCpuMarks, ImageGenerationPipeline):
+    """The pipeline with its fit's CPU seconds marked (harness.FitCpuMarks)."""
 
 
 def main() -> int:
@@ -54,7 +36,7 @@ def main() -> int:
     pipeline.name = "image-generation"  # what the registry sets on the instances it makes
     bench = run_bench(pipeline, args)
     config, result = bench.config, bench.result
-    fit_cpu = pipeline.marks["fit_end"] - pipeline.marks["fit_start"]
+    fit_cpu = pipeline.fit_cpu
     fit_seconds, epochs = bench.fit_seconds, bench.epochs
     m = result.metrics
     splits = pipeline.splits
