@@ -211,28 +211,27 @@ class GpuSampler:
         return max(m for _, m in self.samples) if self.samples else None
 
 
-class StepClock:
-    """A Keras callback: lets `warmup` steps run (compilation), times the next `steps`, then stops training."""
+def step_clock(warmup: int, steps: int):
+    """A Keras callback that lets `warmup` steps run (compilation), times the next `steps` with the GPU sampled,
+    then stops training; `.seconds` stays None when training ended first."""
+    import keras
 
-    def __new__(cls, warmup: int, steps: int):
-        import keras
+    class StepClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.done, self.started, self.seconds, self.sampler = 0, None, None, GpuSampler()
 
-        class _Clock(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.done, self.started, self.seconds, self.sampler = 0, None, None, GpuSampler()
+        def on_train_batch_end(self, batch, logs=None):
+            self.done += 1
+            if self.done == warmup:
+                self.sampler.__enter__()
+                self.started = time.perf_counter()
+            elif self.done == warmup + steps:
+                self.seconds = time.perf_counter() - self.started
+                self.sampler.__exit__()
+                self.model.stop_training = True
 
-            def on_train_batch_end(self, batch, logs=None):
-                self.done += 1
-                if self.done == warmup:
-                    self.sampler.__enter__()
-                    self.started = time.perf_counter()
-                elif self.done == warmup + steps:
-                    self.seconds = time.perf_counter() - self.started
-                    self.sampler.__exit__()
-                    self.model.stop_training = True
-
-        return _Clock()
+    return StepClock()
 
 
 def measure(prepared: Prepared, steps: int, warmup: int) -> dict:
@@ -244,7 +243,7 @@ def measure(prepared: Prepared, steps: int, warmup: int) -> dict:
 
     warmup = max(1, min(warmup, prepared.steps_per_epoch - 1))
     steps = max(1, min(steps, prepared.steps_per_epoch * prepared.epochs - warmup))
-    clock = StepClock(warmup, steps)
+    clock = step_clock(warmup, steps)
     with tempfile.TemporaryDirectory(prefix="gpu-full-") as work:
         runner.fit_model(prepared.pipeline, prepared.model, prepared.splits, prepared.config, None, Path(work),
                          extra_callbacks=(clock,))
