@@ -58,21 +58,19 @@ def second_set(limit: int | None = None) -> tuple[list[np.ndarray], list[str], s
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    readers = {
-        "coins": lambda: Image.open(skimage_folder() / "coins.png"),
-        "moon": lambda: Image.open(skimage_folder() / "moon.png"),
-        "text": lambda: Image.open(skimage_folder() / "text.png"),
-        "ascent": pywt.data.ascent,
-        "aero": pywt.data.aero,
-        "grace_hopper": lambda: Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")),
-        "china": lambda: load_sample_image("china.jpg"),
-        "flower": lambda: load_sample_image("flower.jpg"),
+    sources = {  # name -> (the package that ships it, how to read it)
+        "coins": ("scikit-image", lambda: Image.open(skimage_folder() / "coins.png")),
+        "moon": ("scikit-image", lambda: Image.open(skimage_folder() / "moon.png")),
+        "text": ("scikit-image", lambda: Image.open(skimage_folder() / "text.png")),
+        "ascent": ("PyWavelets", pywt.data.ascent),
+        "aero": ("PyWavelets", pywt.data.aero),
+        "grace_hopper": ("matplotlib", lambda: Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg"))),
+        "china": ("scikit-learn", lambda: load_sample_image("china.jpg")),
+        "flower": ("scikit-learn", lambda: load_sample_image("flower.jpg")),
     }
     names = list(SECOND_SET[:limit])
-    images = [_grey8(readers[name]()) for name in names]
-    packages = {"text": "scikit-image", "coins": "scikit-image", "moon": "scikit-image", "ascent": "PyWavelets",
-                "aero": "PyWavelets", "grace_hopper": "matplotlib", "china": "scikit-learn", "flower": "scikit-learn"}
-    return images, names, ", ".join(f"{name} ({packages[name]})" for name in names)
+    images = [_grey8(sources[name][1]()) for name in names]
+    return images, names, ", ".join(f"{name} ({sources[name][0]})" for name in names)
 
 
 class TimedPipeline(FitCpuMarks, ImageDenoisingPipeline):
