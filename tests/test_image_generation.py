@@ -101,6 +101,9 @@ def test_generate_writes_a_seeded_grid_of_the_asked_size(smoke_run):
     assert answer["n"] == 64 and answer["image_shape"] == [28, 28, 1] and answer["output"].endswith("a.png")
     grid = np.asarray(Image.open(folder / "a.png"))
     assert grid.shape == (8 * CELL - 1, 8 * CELL - 1)  # 64 images as 8 x 8, grey
+    again = run_cli(["generate", run.info.run_id, "--n", "64", "--seed", "1", "--output", "b.png"], cwd=folder)
+    assert again.code == 0, again.err[-3000:]
+    assert (np.asarray(Image.open(folder / "b.png")) == grid).all()  # the same seed and n: the very same grid
     result = run_cli(["generate", run.info.run_id, "--n", "6", "--columns", "3", "--seed", "1", "-o", "six.png"],
                      cwd=folder)
     assert result.code == 0, result.err[-3000:]
