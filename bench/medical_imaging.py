@@ -17,17 +17,17 @@ ResNet-18 take hours on two CPU cores: `--peer-epochs N` shortens the recipe (mi
 the epoch count is printed and goes into the peer's name). The smoke preset runs 1 epoch of a width-16 one.
 Preset `default` without --set records bench/figures/medical_imaging.json.
 
-Measured (2-core CPU, TensorFlow, idle machine, 2026-12-01; test split, once per seed, after the recipe was
-chosen on validation log loss; default preset = 28 px, three stages 24/48/96, threshold at 95 % validation
-sensitivity):
+Measured (2-core CPU, TensorFlow, idle machine, 2026-12-03; test split, once per seed, after the recipe was
+chosen on validation log loss on 2026-12-01; default preset = 28 px, three stages 24/48/96, threshold at 95 %
+validation sensitivity; the 2026-12-01 figures predate the (seed, epoch) batch order):
 
-    command                  ROC-AUC  ACC    SENS   SPEC   training wall / CPU
-    --set seed=42            0.9748   0.933  0.979  0.855  91 s / 144 s
-    --set seed=2             0.9767   0.939  0.982  0.868  93 s / 144 s
-    --set seed=1             0.9762   0.939  0.974  0.880  89 s / 144 s
+    command                  ROC-AUC  ACC    SENS   SPEC   training wall
+    --set seed=42            0.9713   0.928  0.982  0.838  150 s
+    --set seed=2             0.9747   0.942  0.982  0.876  158 s
+    --set seed=1             0.9737   0.931  0.982  0.846  144 s
 
-The ROC-AUC target is missed on all three seeds (accuracy, specificity and time are met), and the bench
-exits 1. How the recipe was chosen, and the earlier figures chosen on test, are in
+The ROC-AUC target is missed on all three seeds and specificity on two (accuracy and time are met), and the
+bench exits 1. How the recipe was chosen, and the earlier figures chosen on test, are in
 pipelines/medical_imaging/README.md.
 """
 from __future__ import annotations
