@@ -26,6 +26,7 @@ from harness import FitCpuMarks, SHARED_DATA, describe_data, finish, parser, run
 from peers.classical_denoisers import classical_psnrs
 from record import BenchResult, Figure, ratio_lines, save
 
+import keras
 import numpy as np
 
 from deepsuite.pipelines.image_denoising.data import LUMA, skimage_folder
@@ -34,6 +35,9 @@ from deepsuite.pipelines.image_denoising.pipeline import ImageDenoisingPipeline
 
 SET12 = SHARED_DATA / "set12"
 TARGET_PSNR, TARGET_MINUTES = 29.0, 15.0
+# "beat BM3D within the same CPU budget as today's default" (issue 26): the float32 20-epoch default of
+# 2026-12-01 trained in 1,421 CPU-seconds on a quiet 2-core machine (838 s wall)
+CPU_BUDGET_SECONDS = 1421.0
 REFERENCE = [  # Set12, sigma=25, from Zhang et al. 2017 (DnCNN), Table 3
     ("BM3D (Dabov et al. 2007)", 29.97),
     ("DnCNN-S (Zhang et al. 2017, 17 layers, GPU-trained)", 30.44),
@@ -103,7 +107,7 @@ def main() -> int:
              else f"depth {mc.depth}, width {mc.filters()}, downscale {mc.downscale}")
     print(f"  run {result.run_name} ({result.run_id}); {mc.kind} ({shape}); {len(result.history['loss'])} epochs x "
           f"{config.data.patches_per_epoch} patches of {config.data.patch_size}px, batch {config.train.batch_size}, "
-          f"images sampled by {config.data.sampling}; self-ensemble (8 flips/turns) at test: "
+          f"images sampled by {config.data.sampling}, {keras.mixed_precision.global_policy().name} compute; self-ensemble (8 flips/turns) at test: "
           f"{'on' if ev.self_ensemble else 'off'}")
     print_table([(row["image"].strip('"'), f"{row['height']}x{row['width']}", float(row["noisy_psnr"]),
                   float(row["nl_means_psnr"]), bm3d_psnr, float(row["psnr"]))
@@ -115,7 +119,9 @@ def main() -> int:
           f"non-local means {m['test_nl_means_ssim']:.4f}")
     print(f"  training wall      {fit_seconds:.0f} s ({fit_seconds / 60:.1f} min; target <= {TARGET_MINUTES:.0f} min "
           f"on an idle 2-core CPU: {verdict(fit_seconds <= TARGET_MINUTES * 60)})")
-    print(f"  training CPU       {fit_cpu:.0f} s  -> about {fit_cpu / 2 / 60:.1f} min on an idle 2-core machine")
+    print(f"  training CPU       {fit_cpu:.0f} s  -> about {fit_cpu / 2 / 60:.1f} min on an idle 2-core machine "
+          f"(budget <= {CPU_BUDGET_SECONDS:.0f} CPU-s, the 2026-12-01 default's: "
+          f"{verdict(fit_cpu <= CPU_BUDGET_SECONDS)})")
     print(f"  whole run wall     {bench.wall:.0f} s; denoising {m['test_seconds_per_megapixel']:.2f} s per megapixel")
     print(f"  {bench.load_line()}")
     print("  for scale (published, Set12 sigma=25):")
@@ -150,13 +156,15 @@ def main() -> int:
                 f"second set ({len(second)} photos): {mean_psnr(second_peers[name]):.2f} dB")
          for name, values in peers.items()],
         config.seed, data_line.split(" | ", 1)[1],
-        "U-Net vs DnCNN, per-image patch sampling and test-time self-ensemble chosen on held-out photos (neither "
-        "Set12 nor the second set), test once after",
+        "U-Net vs DnCNN, per-image patch sampling, test-time self-ensemble and bfloat16 compute (more epochs in "
+        "the same CPU) chosen on held-out photos (neither Set12 nor the second set), test once after",
         [f"PSNR >= {TARGET_PSNR} dB: {'met' if m['test_psnr'] >= TARGET_PSNR else 'NOT met'}",
          f"ahead of BM3D on Set12 ({m['test_psnr']:.2f} vs {set12_bm3d:.2f} dB): {'met' if ahead12 else 'NOT met'}",
          f"ahead of BM3D on the second set ({second_m['psnr']:.2f} vs {second_bm3d:.2f} dB, "
          f"{len(second)} photos): {'met' if ahead2 else 'NOT met'}",
-         f"ahead of BM3D (both sets): {'met' if ahead12 and ahead2 else 'NOT met'}"])
+         f"ahead of BM3D (both sets): {'met' if ahead12 and ahead2 else 'NOT met'}",
+         f"training CPU <= {CPU_BUDGET_SECONDS:.0f} s ({fit_cpu:.0f} s): "
+         f"{'met' if fit_cpu <= CPU_BUDGET_SECONDS else 'NOT met'}"])
     print(f"  ahead of BM3D on Set12 (target): {verdict(ahead12)}")
     print(f"  ahead of BM3D on the second set (target): {verdict(ahead2)}")
     print(f"  ahead of BM3D on both sets (target): {verdict(ahead12 and ahead2)}")

@@ -31,7 +31,8 @@ def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str
             determinism = "torch.use_deterministic_algorithms"
     where = device()
     keras.mixed_precision.set_global_policy(precision_policy(mixed_precision, where))
-    return {
+    bfloat16 = {"cpu_bfloat16": cpu_bfloat16()} if precision_policy(mixed_precision, where) == "mixed_bfloat16" else {}
+    return bfloat16 | {
         "backend": backend,
         "device": where,
         "seed": str(seed),
@@ -50,6 +51,31 @@ def precision_policy(mixed_precision: bool, device: str) -> str:
     if not mixed_precision:
         return "float32"
     return "mixed_float16" if device != "cpu" else "mixed_bfloat16"
+
+
+BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 / AMX; "bf16" is aarch64's
+
+
+def cpu_bfloat16(cpuinfo: str | None = None) -> str:
+    """"native" when the CPU has bfloat16 instructions, "emulated" when it has none, "unknown" off Linux.
+
+    Why: mixed_bfloat16 speeds training on a CPU with native bfloat16 (about 1.3x for the denoiser on an
+    AVX512_BF16 machine) but is emulated, and slower than float32, on one without; a preset sized for the
+    first should say so on the second rather than run slowly in silence.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return "unknown"
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in {"flags", "features"}:
+            flags.update(value.split())
+    if not flags:
+        return "unknown"
+    return "native" if flags & BFLOAT16_CPU_FLAGS else "emulated"
 
 
 def device() -> str:

@@ -162,3 +162,27 @@ def test_full_preset_gan_computes_in_half_precision_and_trains_a_finite_step(dev
     fit = pipeline.fit_data(splits, config)
     logs = model.train_on_batch(np.asarray(fit.x[:8]), np.asarray(fit.y[:8]), return_dict=True)
     assert all(np.isfinite(float(logs[key])) for key in ("d_loss", "g_loss")), logs
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n", "native"),
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_tile amx_bf16\n", "native"),
+    ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", "native"),
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\nflags\t\t: fpu sse2 avx2 fma\n", "emulated"),
+    ("", "unknown"),
+])
+def test_cpu_bfloat16_is_read_from_the_cpu_flags(cpuinfo, expected):
+    """A bfloat16 run on a CPU without bfloat16 instructions is told so (the runner echoes a note)."""
+    assert backend.cpu_bfloat16(cpuinfo) == expected
+
+
+def test_a_bfloat16_run_records_whether_the_cpu_has_bfloat16():
+    """The tag lands only on runs that compute in bfloat16; a float32 run carries none."""
+    try:
+        tags = backend.configure(seed=1, deterministic=False, mixed_precision=True)
+        if tags["device"] == "cpu":
+            assert tags["precision_policy"] == "mixed_bfloat16"
+            assert tags["cpu_bfloat16"] in {"native", "emulated", "unknown"}
+        assert "cpu_bfloat16" not in backend.configure(seed=1, deterministic=False, mixed_precision=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
