@@ -30,8 +30,9 @@ def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str
             torch.use_deterministic_algorithms(True, warn_only=True)
             determinism = "torch.use_deterministic_algorithms"
     where = device()
-    keras.mixed_precision.set_global_policy(precision_policy(mixed_precision, where))
-    bfloat16 = {"cpu_bfloat16": cpu_bfloat16()} if precision_policy(mixed_precision, where) == "mixed_bfloat16" else {}
+    policy = precision_policy(mixed_precision, where)
+    keras.mixed_precision.set_global_policy(policy)
+    bfloat16 = {"cpu_bfloat16": cpu_bfloat16()} if policy == "mixed_bfloat16" else {}
     return bfloat16 | {
         "backend": backend,
         "device": where,
