@@ -54,6 +54,14 @@ def precision_policy(mixed_precision: bool, device: str) -> str:
     return "mixed_float16" if device != "cpu" else "mixed_bfloat16"
 
 
+def precision_note(env_tags: dict[str, str]) -> str | None:
+    """A line to print before training when the run computes in bfloat16 on a CPU that only emulates it."""
+    if env_tags.get("cpu_bfloat16") != "emulated":
+        return None
+    return ("note: train.mixed_precision computes in bfloat16, which this CPU has no instructions for: it is "
+            "emulated and may train slower than float32 (--set train.mixed_precision=false)")
+
+
 BFLOAT16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 / AMX; "bf16" is aarch64's
 
 

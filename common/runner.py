@@ -68,9 +68,8 @@ def run(pipeline: Pipeline, config: RunConfig, tracking_uri: str | None = None,
         _mention_interrupted_runs(tracker, experiment, store_dir, echo)
     echo(f"deepsuite {pipeline.name} - resolved config:\n{to_yaml(config)}")
     env_tags = backend.configure(config.seed, config.deterministic, config.train.mixed_precision)
-    if env_tags.get("cpu_bfloat16") == "emulated":
-        echo("note: train.mixed_precision computes in bfloat16, which this CPU has no instructions for: it is "
-             "emulated and may train slower than float32 (--set train.mixed_precision=false)")
+    if note := backend.precision_note(env_tags):
+        echo(note)
     plan = distribution.plan(config.train)
     if plan.processes > 1 and resume_run_id:
         raise DeepsuiteError("--resume continues a single-process run; a multi-process run starts anew")

@@ -186,3 +186,10 @@ def test_a_bfloat16_run_records_whether_the_cpu_has_bfloat16():
         assert "cpu_bfloat16" not in backend.configure(seed=1, deterministic=False, mixed_precision=False)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_only_an_emulated_bfloat16_run_gets_a_note():
+    """The note names the switch back to float32; native bfloat16 and float32 runs print nothing."""
+    assert "train.mixed_precision=false" in backend.precision_note({"cpu_bfloat16": "emulated"})
+    assert backend.precision_note({"cpu_bfloat16": "native"}) is None
+    assert backend.precision_note({"precision_policy": "float32"}) is None

@@ -15,7 +15,8 @@ from tests.support.mlflow_models import load_pyfunc
 from tests.support.store import client_for
 
 TINY = ["--preset", "smoke", "--set", "data.max_train_samples=300", "--set", "data.max_test_samples=100"]
-SEARCH = ["tune", "image-classification", "--tuner", "random", "--max-trials", "2", "--max-epochs", "1", *TINY]
+SEARCH = ["tune", "image-classification", "--tuner", "random", "--max-trials", "2", "--max-epochs", "1", *TINY,
+          "--set", "train.mixed_precision=true"]  # the parent run records the precision its trials compute in
 
 
 def runs_of(folder, kind=None):
@@ -64,6 +65,8 @@ def test_search_is_one_parent_run_with_a_child_run_per_trial(search):
         assert "best_val_accuracy" in trial.data.metrics and trial.data.metrics["fit_seconds"] > 0
     assert {t.data.tags["deepsuite.trial_id"] for t in trials} == {"0", "1"}
     assert tags["deepsuite.best_trial"] in {"0", "1"}
+    if tags["device"] == "cpu":
+        assert tags["precision_policy"] == "mixed_bfloat16" and tags["cpu_bfloat16"] in {"native", "emulated"}
     # progress: one line per trial with i/N, the hyperparameters, objective, best so far, elapsed, ETA
     lines = [line for line in result.out.splitlines() if line.startswith("trial ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]

@@ -41,7 +41,9 @@ def run_search(options: SearchOptions, echo: Callable[[str], None] = print,
              f"{tags.get('deepsuite.best_trial')} {tags.get('deepsuite.best_value')}; "
              f"{tags.get('deepsuite.registered', 'not registered')}. Use --name to start another search.")
         return SearchResult(name, found[0].info.run_id, session.project_dir)
-    env_tags = backend.configure(base.seed, base.deterministic, False)
+    env_tags = backend.configure(base.seed, base.deterministic, base.train.mixed_precision)  # trials set their own
+    if note := backend.precision_note(env_tags):
+        echo(note)
     env_tags |= distribution.plan(base.train).tags()  # refuses a batch the devices do not divide, before any trial
     tracker.start(session.experiment, f"search-{name}", {**session.tags, "deepsuite.preset": base.preset,
                                                           "deepsuite.tuner": options.tuner, **env_tags},
