@@ -10,16 +10,12 @@ the same data gets, and an exactly resumed run on those of the uninterrupted one
 """
 from __future__ import annotations
 
-import os
 
 import keras
 import numpy as np
 
 from deepsuite.common.batches import EpochSeeded
-
-
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+from deepsuite.common.workers import default_workers
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:

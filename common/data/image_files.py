@@ -24,6 +24,7 @@ import numpy as np
 
 from deepsuite.common.errors import DataError
 from deepsuite.common.data.images import MAX_PIXELS, read_image
+from deepsuite.common.workers import default_workers
 
 # Stream when the decoded splits would take more than this share of the memory available now: the model,
 # the framework and the batches in flight need the rest. Loading arrays peaks at about twice the decoded
@@ -90,7 +91,7 @@ class ImageFiles:
 def check_headers(paths, threads: int | None = None) -> None:
     """Open every file's header (no decoding) and raise one DataError naming every bad file."""
     paths = [str(p) for p in paths]
-    workers = threads or min(8, os.cpu_count() or 1)
+    workers = threads or default_workers()
     with ThreadPoolExecutor(workers) as pool:
         problems = [p for p in pool.map(image_header_problem, paths, chunksize=256) if p]
     if problems:

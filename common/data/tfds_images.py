@@ -34,6 +34,7 @@ import numpy as np
 from deepsuite.common.data.cache import cache_root, ensure_writable, key_digest
 from deepsuite.common.data.image_files import ImageFiles, unreadable
 from deepsuite.common.errors import DataError
+from deepsuite.common.workers import default_workers
 
 PASS_BATCH = 64           # examples decoded and prepared at a time by the pass
 FORMAT_VERSION = 1        # part of the cache key: bump when what the pass writes changes
@@ -124,7 +125,7 @@ def memmap_split(builder, split: str, examples: int, prepare: Callable[[np.ndarr
     _remove_abandoned(parent, entry.name)
     shutil.rmtree(entry, ignore_errors=True)   # damaged, or a folder with files missing: redone
     _write_pass(builder, split, examples, prepare, tuple(shape), entry, fixed_size,
-                threads or min(8, os.cpu_count() or 1))
+                threads or default_workers())
     return _opened(entry, examples, shape, written=True)
 
 

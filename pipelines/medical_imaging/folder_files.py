@@ -10,7 +10,6 @@ header is named when its batch decodes it.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ import numpy as np
 
 from deepsuite.common.data.image_files import ImageFiles, image_header_problem, unreadable
 from deepsuite.common.errors import DataError
+from deepsuite.common.workers import default_workers
 from deepsuite.pipelines.medical_imaging.dicom import is_dicom, read_header
 
 
@@ -28,7 +28,7 @@ def streamed_splits(root: Path, layout: dict[str, dict[str, list[Path]]], names:
     in the order the in-memory build reads them; one DataError naming every file with a bad header."""
     entries = [(split, names.index(name), path) for split, classes in layout.items()
                for name, files in classes.items() for path in files]
-    threads = min(8, os.cpu_count() or 1)
+    threads = default_workers()
     with ThreadPoolExecutor(threads) as pool:
         facts = list(pool.map(lambda entry: file_facts(entry[2], patient_of), entries, chunksize=64))
     bad = [problem for problem, _ in facts if problem]

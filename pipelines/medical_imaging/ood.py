@@ -30,11 +30,12 @@ Keras models and numpy only, no backend-specific code (tested on TensorFlow and 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from deepsuite.common.workers import default_workers
 
 OOD_FILE = "ood.npz"   # in the export folder, beside model.keras
 FEATURES = "gap"       # the layer of each classifier whose output is the feature vector
@@ -59,7 +60,7 @@ def feature_extractor(model, workers: int | None = None):
         for start in range(0, len(images), BATCH):
             chunk = images[start:start + BATCH]
             if isinstance(chunk, ImageFiles):
-                chunk = chunk.read(threads=workers or min(8, os.cpu_count() or 1))
+                chunk = chunk.read(threads=workers or default_workers())
             pixels = preprocess(chunk, training=False)
             parts.append(np.concatenate([keras.ops.convert_to_numpy(head(pixels, training=False)) for head in heads],
                                         axis=1))
