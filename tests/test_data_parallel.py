@@ -29,7 +29,7 @@ from tests.support.store import client_for, only_run
 PATIENT = ("--xla_cpu_collective_call_terminate_timeout_seconds=900 "
            "--xla_cpu_collective_call_warn_stuck_timeout_seconds=300")
 FOUR_CPUS = {"XLA_FLAGS": f"--xla_force_host_platform_device_count=4 {PATIENT}"}
-IC = ["run", "image-classification", "--preset", "smoke"]
+IC = ["run", "image-classification", "--preset", "smoke", "--set", "train.mixed_precision=false"]  # float32: see the tolerance
 TG = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{SHARED_DATA / 'tinyshakespeare.txt'}"]
 
 
@@ -105,6 +105,8 @@ def test_a_global_batch_that_does_not_divide_by_the_devices_is_refused_before_tr
 # validation image and 0.1% of the loss, leave room for other CPUs' and XLA versions' reduction orders
 # (~1e-7 per step, amplified over the 34 and 30 steps) while a changed computation (a lost or doubled
 # shard, a per-device instead of global mean, another learning rate) moves these metrics by far more.
+# Both runs compute in float32: in bfloat16 (image classification's default) the sharded sums round differently
+# and the two runs' val_loss drift apart by ~0.2% over the smoke run, past a bound that must stay this tight.
 
 
 @needs_fashion_mnist

@@ -57,8 +57,11 @@ class ModelConfig(Section):
 class ImageClassificationConfig(RunConfig):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
+    # bfloat16 compute (float32 weights): faster steps on a CPU with bfloat16 instructions (AVX512_BF16, AMX)
+    # at the same validation accuracy; chosen on validation (pipeline README). Without those instructions the
+    # runner says so: set train.mixed_precision=false.
     train: TrainConfig = TrainConfig(epochs=9, batch_size=128, learning_rate=2e-3, weight_decay=1e-4,
-                                     early_stopping_patience=4)
+                                     early_stopping_patience=4, mixed_precision=True)
 
 
 PRESETS: dict[str, dict] = {
