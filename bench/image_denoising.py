@@ -107,7 +107,8 @@ def main() -> int:
              else f"depth {mc.depth}, width {mc.filters()}, downscale {mc.downscale}")
     print(f"  run {result.run_name} ({result.run_id}); {mc.kind} ({shape}); {len(result.history['loss'])} epochs x "
           f"{config.data.patches_per_epoch} patches of {config.data.patch_size}px, batch {config.train.batch_size}, "
-          f"images sampled by {config.data.sampling}, {keras.mixed_precision.global_policy().name} compute; self-ensemble (8 flips/turns) at test: "
+          f"images sampled by {config.data.sampling}, {keras.mixed_precision.global_policy().name} compute; "
+          f"self-ensemble (8 flips/turns) at test: "
           f"{'on' if ev.self_ensemble else 'off'}")
     print_table([(row["image"].strip('"'), f"{row['height']}x{row['width']}", float(row["noisy_psnr"]),
                   float(row["nl_means_psnr"]), bm3d_psnr, float(row["psnr"]))

@@ -10,7 +10,6 @@ the same data gets, and an exactly resumed run on those of the uninterrupted one
 """
 from __future__ import annotations
 
-
 import keras
 import numpy as np
 

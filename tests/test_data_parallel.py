@@ -29,7 +29,8 @@ from tests.support.store import client_for, only_run
 PATIENT = ("--xla_cpu_collective_call_terminate_timeout_seconds=900 "
            "--xla_cpu_collective_call_warn_stuck_timeout_seconds=300")
 FOUR_CPUS = {"XLA_FLAGS": f"--xla_force_host_platform_device_count=4 {PATIENT}"}
-IC = ["run", "image-classification", "--preset", "smoke", "--set", "train.mixed_precision=false"]  # float32: see the tolerance
+IC = ["run", "image-classification", "--preset", "smoke",
+      "--set", "train.mixed_precision=false"]  # float32: see the tolerance below
 TG = ["run", "text-generation", "--preset", "smoke", "--set", f"data.source=text:{SHARED_DATA / 'tinyshakespeare.txt'}"]
 
 
