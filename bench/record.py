@@ -71,11 +71,19 @@ def machine() -> dict:
 
 
 def commit() -> str:
+    """HEAD, with "+changes" when tracked code differs from it: a figure measured before its recipe change was
+    committed must not be read as HEAD's (recorded figures and Markdown do not count)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=FIGURES.parent.parent, text=True, capture_output=True,
+                              check=True).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=FIGURES.parent.parent, text=True,
-                              capture_output=True, check=True).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/figures",
+                      ":(exclude)*.md")
     except (OSError, subprocess.CalledProcessError):
         return ""
+    return head + ("+changes" if changed else "")
 
 
 def ratio_lines(result: BenchResult) -> list[str]:

@@ -187,6 +187,31 @@ def test_a_bench_result_signs_its_deltas_by_the_metric_direction(tmp_path):
     assert "kNN: 0.8800 (untimed) | 0.0200 worse | -" in rendered
 
 
+def test_a_recorded_figure_says_when_it_was_measured_on_uncommitted_code(tmp_path, monkeypatch):
+    """A bench run before its recipe change is committed records "<HEAD>+changes", not a bare HEAD whose code
+    did not produce it; re-recorded figures and Markdown edits leave the commit bare."""
+    record = _load_bench_module("record")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "bench" / "figures").mkdir(parents=True)
+    for name in ("config.py", "README.md", "bench/figures/x.json"):
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(record, "FIGURES", tmp_path / "bench" / "figures")
+    head = record.commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}", head)
+    (tmp_path / "README.md").write_text("1\n")
+    (tmp_path / "bench" / "figures" / "x.json").write_text("1\n")
+    assert record.commit() == head
+    (tmp_path / "config.py").write_text("1\n")
+    assert record.commit() == f"{head}+changes"
+
+
 @pytest.mark.slow
 def test_gpu_readiness_script_plans_and_times_a_full_run_without_tensorflow(tmp_path):
     """bench/gpu_full.py as the GPU machine runs it (JAX, TensorFlow absent, the suite not installed but on the
