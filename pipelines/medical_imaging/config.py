@@ -134,7 +134,7 @@ class MedicalImagingConfig(RunConfig):
 PRESETS: dict[str, dict] = {
     # Three CNNs at the data's own 28 px (three stages 24/48/96 each), averaged, threshold at 95 % validation
     # sensitivity: the finalist with the lowest validation log loss (seeds 42 and 2, 2026-12-03; against one
-    # such CNN and three 40 px four-stage ones; bench/select_on_validation.py, README). ~360 s of training.
+    # such CNN and three 40 px four-stage ones; bench/select_on_validation.py, README). ~370 s of training.
     "default": {"model": {"ensemble_members": 3}},
     "smoke": {
         "data": {"max_train_samples": 600, "max_val_samples": 128, "max_test_samples": 200},
