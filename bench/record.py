@@ -12,7 +12,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,17 +72,10 @@ def machine() -> dict:
 def commit() -> str:
     """HEAD, with "+changes" when tracked code differs from it: a figure measured before its recipe change was
     committed must not be read as HEAD's (recorded figures and Markdown do not count)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=FIGURES.parent.parent, text=True, capture_output=True,
-                              check=True).stdout.strip()
+    from deepsuite.common.backend import git_revision
 
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/figures",
-                      ":(exclude)*.md")
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return head + ("+changes" if changed else "")
+    revision = git_revision(FIGURES.parent.parent, ignore=("bench/figures", "*.md"))
+    return "" if revision is None else revision[0][:7] + ("+changes" if revision[1] else "")
 
 
 def ratio_lines(result: BenchResult) -> list[str]:

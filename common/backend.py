@@ -42,9 +42,8 @@ def configure(seed: int, deterministic: bool, mixed_precision: bool) -> dict[str
         "version.python": platform.python_version(),
         "version.keras": keras.__version__,
         f"version.{backend}": backend_version(backend),
-        "git_commit": git_commit(),
         "host": platform.node(),
-    }
+    } | git_tags()
 
 
 def precision_policy(mixed_precision: bool, device: str) -> str:
@@ -117,10 +116,27 @@ def backend_version(backend: str) -> str:
         return "unknown"
 
 
-def git_commit() -> str:
-    here = Path(__file__).resolve().parent
+def git_revision(folder: Path | None = None, ignore: tuple[str, ...] = ()) -> tuple[str, bool] | None:
+    """HEAD of the checkout holding `folder` (default: this package) and whether tracked files differ from it
+    (paths matching `ignore`, from the checkout's top, do not count); None outside a git checkout. A run or a
+    figure made on uncommitted code must not be read as HEAD's. No optional locks: runs in parallel, and a user's
+    own git commands, must not trip over each other's index refresh."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=folder or Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                      *(f":(top,exclude){pattern}" for pattern in ignore))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head, bool(changed)) if head else None
+
+
+def git_tags() -> dict[str, str]:
+    """The run's `git_commit` (full HEAD) and `git_dirty` (true when tracked files differ from it) tags."""
+    revision = git_revision()
+    if revision is None:
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": revision[0], "git_dirty": str(revision[1]).lower()}

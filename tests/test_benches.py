@@ -187,11 +187,9 @@ def test_a_bench_result_signs_its_deltas_by_the_metric_direction(tmp_path):
     assert "kNN: 0.8800 (untimed) | 0.0200 worse | -" in rendered
 
 
-def test_a_recorded_figure_says_when_it_was_measured_on_uncommitted_code(tmp_path, monkeypatch):
-    """A bench run before its recipe change is committed records "<HEAD>+changes", not a bare HEAD whose code
-    did not produce it; re-recorded figures and Markdown edits leave the commit bare."""
-    record = _load_bench_module("record")
-
+@pytest.fixture
+def checkout(tmp_path):
+    """A real git checkout with one commit: config.py, README.md and bench/figures/x.json."""
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
                        capture_output=True)
@@ -202,14 +200,37 @@ def test_a_recorded_figure_says_when_it_was_measured_on_uncommitted_code(tmp_pat
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "start")
-    monkeypatch.setattr(record, "FIGURES", tmp_path / "bench" / "figures")
+    return tmp_path
+
+
+def test_a_recorded_figure_says_when_it_was_measured_on_uncommitted_code(checkout, monkeypatch):
+    """A bench run before its recipe change is committed records "<HEAD>+changes", not a bare HEAD whose code
+    did not produce it; re-recorded figures and Markdown edits leave the commit bare."""
+    record = _load_bench_module("record")
+    monkeypatch.setattr(record, "FIGURES", checkout / "bench" / "figures")
     head = record.commit()
     assert re.fullmatch(r"[0-9a-f]{7,}", head)
-    (tmp_path / "README.md").write_text("1\n")
-    (tmp_path / "bench" / "figures" / "x.json").write_text("1\n")
+    (checkout / "README.md").write_text("1\n")
+    (checkout / "bench" / "figures" / "x.json").write_text("1\n")
     assert record.commit() == head
-    (tmp_path / "config.py").write_text("1\n")
+    (checkout / "config.py").write_text("1\n")
     assert record.commit() == f"{head}+changes"
+
+
+def test_a_run_tagged_with_head_says_whether_the_tree_differed_from_it(checkout, tmp_path_factory):
+    """The `git_dirty` run tag: any edit to a tracked file, seen from any folder of the checkout, marks the
+    revision; untracked files do not; outside a checkout there is no revision."""
+    from deepsuite.common.backend import git_revision, git_tags
+
+    head, dirty = git_revision(checkout / "bench")
+    assert re.fullmatch(r"[0-9a-f]{40}", head) and dirty is False
+    (checkout / "notes.txt").write_text("untracked\n")
+    assert git_revision(checkout / "bench") == (head, False)
+    (checkout / "README.md").write_text("1\n")
+    assert git_revision(checkout / "bench") == (head, True)
+    assert git_revision(checkout / "bench", ignore=("*.md",)) == (head, False)
+    assert git_revision(tmp_path_factory.mktemp("not_a_checkout")) is None
+    assert set(git_tags()) == {"git_commit", "git_dirty"} and git_tags()["git_dirty"] in ("true", "false")
 
 
 @pytest.mark.slow

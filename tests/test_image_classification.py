@@ -32,7 +32,7 @@ def test_run_is_recorded_completely(smoke_run):
     assert run.info.run_id in result.out and "model:" in result.out and "report:" in result.out
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     assert params["train.epochs"] == "3" and params["model.dropout"] == "0.2" and params["data.size.train"] == "1200"
-    for tag in ("backend", "device", "seed", "git_commit", "version.keras", "determinism"):
+    for tag in ("backend", "device", "seed", "git_commit", "git_dirty", "version.keras", "determinism"):
         assert tag in tags, tag
     assert tags["backend"] == "tensorflow"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "test_macro_f1" in metrics
